@@ -1,0 +1,186 @@
+"""Configuration: frozen dataclasses, filled from YAML and ``section.field=value`` overrides.
+
+An experiment config has one section per stage. A trained model directory stores the whole config as JSON
+(``config.json``), so a model is rebuilt from what is saved next to its weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ceasr.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Kaldi-compatible log-mel filterbank (the defaults match kaldi-native-fbank with dither 0)."""
+
+    sample_rate: int = 16000
+    n_mels: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    preemphasis: float = 0.97
+    remove_dc_offset: bool = True
+    window: str = "povey"  # povey | hann | hamming
+    low_freq: float = 20.0
+    high_freq: float = 0.0  # <= 0 means nyquist + high_freq (Kaldi's convention)
+    snip_edges: bool = True
+    dither: float = 0.0  # training may turn it on; inference keeps it off
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    kind: str = "bpe"  # bpe | char
+    vocab_size: int = 128  # for bpe; char vocabularies are as large as the text needs
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: str = "conformer"  # conformer | transformer
+    d_model: int = 144
+    n_heads: int = 4
+    encoder_layers: int = 6
+    ff_dim: int = 576
+    conv_kernel: int = 15  # conformer depthwise convolution
+    subsampling_channels: int = 144
+    decoder_layers: int = 2  # 0: no attention decoder (CTC only)
+    decoder_ff_dim: int = 576
+    dropout: float = 0.1
+    ctc_weight: float = 0.3  # loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE
+    label_smoothing: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adamw"  # sgd | momentum | nesterov | adam | adamw | rmsprop
+    lr: float = 2e-3
+    momentum: float = 0.9
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 1e-3  # applied to matrices only
+    scheduler: str = "noam"  # constant | noam | cosine
+    warmup_steps: int = 300
+    max_steps: int = 0  # 0: run max_epochs
+    max_epochs: int = 10
+    batch_seconds: float = 120.0  # total audio seconds in a batch
+    num_buckets: int = 10
+    grad_clip: float = 5.0
+    accum_steps: int = 1
+    seed: int = 0
+    checkpoint_every: int = 500  # steps; a checkpoint is also written at every epoch end
+    keep_last: int = 5
+    average_last: int = 3  # the final model averages this many last checkpoints
+    best_by: str = "dev_loss"  # dev_loss | wer
+    max_bad_steps: int = 20  # consecutive non-finite losses before training stops
+    num_workers: int = 0
+    log_every: int = 10
+    spec_augment: bool = True
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    method: str = "ctc_greedy"  # ctc_greedy | ctc_prefix_beam | attention
+    beam_size: int = 4
+    ctc_weight: float = 0.3  # for attention: score = (1 - w) * attention + w * CTC prefix score
+    length_penalty: float = 0.0
+    max_len_ratio: float = 1.0  # attention: max output tokens = ratio * encoder frames
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    """A JSON-ready dict of a config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls, data: dict[str, Any], where: str = "config"):
+    """Build dataclass ``cls`` from a (nested) dict, rejecting unknown keys and wrong types by name."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}.{name}: expected a mapping, got {value!r}")
+            kwargs[name] = from_dict(type(default), value, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(value, default, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value, default, where: str):
+    """Coerce ``value`` to the type of ``default`` (YAML and flags give strings, ints and lists)."""
+    if isinstance(value, str) and not isinstance(default, str):
+        value = yaml.safe_load(value)
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            return tuple(type(d)(v) for d, v in zip(default, value, strict=True))
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
+
+
+def with_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
+    """Apply ``section.field=value`` overrides, e.g. ``train.lr=1e-3`` or ``model.encoder=transformer``."""
+    data = to_dict(cfg)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or parts[0] not in data or parts[1] not in data[parts[0]]:
+            raise ConfigError(f"bad override {item!r}: expected section.field=value with a known field")
+        data[parts[0]][parts[1]] = value
+    return from_dict(ExperimentConfig, data)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
+    """Read a YAML (or JSON) config; missing sections and fields keep their defaults."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+    cfg = from_dict(ExperimentConfig, data, str(path or "config"))
+    return with_overrides(cfg, list(overrides))
+
+
+def save_json(cfg, path: str | Path) -> None:
+    """Write a config as JSON atomically."""
+    from ceasr.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(to_dict(cfg), indent=2) + "\n")
