@@ -105,22 +105,23 @@ def to_dict(cfg) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def from_dict(cls, data: dict[str, Any], where: str = "config"):
+def from_dict(cls, data: dict[str, Any], where: str = ""):
     """Build dataclass ``cls`` from a (nested) dict, rejecting unknown keys and wrong types by name."""
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        raise ConfigError(f"{where or 'config'}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
     kwargs = {}
     defaults = cls()
     for name, value in data.items():
         default = getattr(defaults, name)
+        key = f"{where}.{name}" if where else name
         if dataclasses.is_dataclass(default):
             if not isinstance(value, dict):
-                raise ConfigError(f"{where}.{name}: expected a mapping, got {value!r}")
-            kwargs[name] = from_dict(type(default), value, f"{where}.{name}")
+                raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            kwargs[name] = from_dict(type(default), value, key)
         else:
-            kwargs[name] = _coerce(value, default, f"{where}.{name}")
+            kwargs[name] = _coerce(value, default, key)
     return cls(**kwargs)
 
 
@@ -175,7 +176,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Ex
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections")
-    cfg = from_dict(ExperimentConfig, data, str(path or "config"))
+    try:
+        cfg = from_dict(ExperimentConfig, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     return with_overrides(cfg, list(overrides))
 
 

@@ -111,3 +111,15 @@ def write_manifest(path: str | Path, rows: list[Utterance], relative: bool = Tru
     base = path.parent.resolve() if relative else None
     text = "".join(utt.to_json(base) + "\n" for utt in rows)
     atomic_write_text(path, text)
+
+
+def load_rows(path: str | Path) -> list[Utterance]:
+    """Read a manifest for a job: each bad row reported on stderr (and skipped); no usable row is an error."""
+    import sys
+
+    rows, errors = read_manifest(path)
+    for e in errors:
+        print(f"skipped: {e}", file=sys.stderr)
+    if not rows:
+        raise ManifestError(path, "no usable rows")
+    return rows

@@ -1,0 +1,78 @@
+"""The public Python API: ``ceasr.load_model(DIR).transcribe(path_or_array)``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ceasr.audio import load as load_audio
+from ceasr.config import ExperimentConfig, with_overrides
+from ceasr.decode import decode
+from ceasr.features import Fbank
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """One utterance's result: text plus each token with its log-probability (a confidence)."""
+
+    text: str
+    tokens: tuple[str, ...]
+    token_scores: tuple[float, ...]
+
+
+class Recognizer:
+    """A trained model with its feature extractor, tokenizer and decode options, ready to transcribe."""
+
+    def __init__(self, model: torch.nn.Module, cfg: ExperimentConfig, tokenizer, device: str = "cpu"):
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        # Inference never dithers, whatever training did.
+        self.fbank = Fbank(dataclasses.replace(cfg.features, dither=0.0)).to(self.device)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.features.sample_rate
+
+    def with_decode(self, **fields) -> "Recognizer":
+        """A recognizer sharing this one's model, decoding with other options (e.g. ``method="attention"``)."""
+        cfg = dataclasses.replace(self.cfg, decode=dataclasses.replace(self.cfg.decode, **fields))
+        return Recognizer(self.model, cfg, self.tokenizer, str(self.device))
+
+    def transcribe(self, audio: str | Path | np.ndarray) -> Transcript:
+        """Transcribe a file path or a float32 mono array at ``sample_rate``."""
+        if not isinstance(audio, np.ndarray):
+            audio = load_audio(audio, sample_rate=self.sample_rate)
+        return self.transcribe_batch([audio])[0]
+
+    @torch.inference_mode()
+    def transcribe_batch(self, waves: list[np.ndarray]) -> list[Transcript]:
+        """Transcribe several arrays in one padded batch (results equal per-item calls)."""
+        lens = torch.tensor([len(w) for w in waves], dtype=torch.int64)
+        batch = torch.zeros(len(waves), int(lens.max()), dtype=torch.float32)
+        for i, w in enumerate(waves):
+            batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+        feats, feat_lens = self.fbank(batch.to(self.device), lens.to(self.device))
+        hyps = decode(self.model, feats, feat_lens, self.cfg.decode)
+        return [self._to_transcript(h) for h in hyps]
+
+    def _to_transcript(self, hyp) -> Transcript:
+        tokens = tuple(self.tokenizer.id_to_piece(t) for t in hyp.tokens)
+        return Transcript(self.tokenizer.decode(list(hyp.tokens)), tokens, tuple(hyp.token_scores))
+
+
+def load_model(model_dir: str | Path, decode: list[str] = (), device: str = "cpu") -> Recognizer:
+    """Load a model directory (config.json, model.safetensors, tokenizer/) as a :class:`Recognizer`.
+
+    ``decode`` takes config overrides such as ``["decode.method=attention", "decode.beam_size=8"]``.
+    """
+    from ceasr.modeldir import load_model_dir
+
+    model, cfg, tokenizer = load_model_dir(model_dir)
+    cfg = with_overrides(cfg, list(decode))
+    return Recognizer(model, cfg, tokenizer, device)

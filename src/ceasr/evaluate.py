@@ -1,0 +1,111 @@
+"""Evaluate a recognizer on a manifest: per-utterance results as JSONL, corpus WER/CER, real-time factor."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ceasr.api import Recognizer
+from ceasr.audio import load as load_audio
+from ceasr.data.manifest import Utterance, read_manifest
+from ceasr.errors import AudioError, CeasrError
+from ceasr.io import atomic_write_text
+from ceasr.metrics import ErrorCounts, char_errors, word_errors
+from ceasr.text.normalize import normalize
+
+
+@dataclass
+class EvalReport:
+    words: ErrorCounts
+    chars: ErrorCounts
+    utterances: int
+    skipped: int
+    audio_seconds: float
+    decode_seconds: float
+    results_path: Path | None = None
+    results: list[dict] = field(default_factory=list, repr=False)
+
+    @property
+    def rtf(self) -> float:
+        return self.decode_seconds / max(self.audio_seconds, 1e-9)
+
+    def summary_lines(self) -> str:
+        """The report; its last line is ``WER=... S=.. D=.. I=.. N=..`` like every ceasr evaluation."""
+        head = (
+            f"utterances={self.utterances} skipped={self.skipped} "
+            f"audio={self.audio_seconds:.1f}s rtf={self.rtf:.4f}"
+        )
+        where = f"\nper-utterance results: {self.results_path}" if self.results_path else ""
+        return f"{head}{where}\n{self.chars.summary('CER')}\n{self.words.summary('WER')}"
+
+
+def evaluate_rows(
+    recognizer: Recognizer, rows: list[Utterance], batch_size: int = 16
+) -> tuple[EvalReport, list[dict]]:
+    """Decode every row (sorted by length, batched) and score it against its normalized reference.
+
+    A row whose audio cannot be read is reported on stderr, counted as skipped, and the rest go on.
+    """
+    waves, kept, skipped = [], [], 0
+    for utt in rows:
+        try:
+            dur = utt.duration if utt.offset or utt.duration else None
+            waves.append(load_audio(utt.audio, offset=utt.offset, duration=dur, sample_rate=recognizer.sample_rate))
+            kept.append(utt)
+        except AudioError as e:
+            print(f"skipped: {e}", file=sys.stderr)
+            skipped += 1
+    order = sorted(range(len(kept)), key=lambda i: len(waves[i]))
+    hyps: dict[int, str] = {}
+    start = time.perf_counter()
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        for i, t in zip(idx, recognizer.transcribe_batch([waves[i] for i in idx])):
+            hyps[i] = t.text
+    seconds = time.perf_counter() - start
+    words, chars, results = ErrorCounts(), ErrorCounts(), []
+    for i, utt in enumerate(kept):
+        ref = normalize(utt.text, utt.lang)
+        hyp = normalize(hyps[i], utt.lang)
+        w, _ = word_errors(ref, hyp)
+        c, _ = char_errors(ref, hyp)
+        words, chars = words + w, chars + c
+        results.append({"id": utt.id, "ref": ref, "hyp": hyp, "S": w.S, "D": w.D, "I": w.I, "N": w.N})
+    audio_seconds = sum(len(w) for w in waves) / recognizer.sample_rate
+    report = EvalReport(words, chars, len(kept), skipped, audio_seconds, seconds, results=results)
+    return report, results
+
+
+def evaluate_manifest(
+    recognizer: Recognizer, manifest: str | Path, out: str | Path | None = None, batch_size: int = 16
+) -> EvalReport:
+    """Evaluate a manifest; bad rows are reported and skipped. Results go to ``out`` (JSONL)."""
+    rows, errors = read_manifest(manifest)
+    for e in errors:
+        print(f"skipped: {e}", file=sys.stderr)
+    if not rows:
+        raise CeasrError(f"{manifest}: no usable rows")
+    report, results = evaluate_rows(recognizer, rows, batch_size)
+    report.skipped += len(errors)  # broken manifest rows count as skipped too
+    if out is None:
+        out = Path(manifest).with_suffix(".results.jsonl")
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
+    report.results_path = Path(out)
+    return report
+
+
+def real_time_factors(recognizer: Recognizer, waves: list[np.ndarray], warmup: int = 2) -> list[float]:
+    """Per-file RTF at batch size 1 (processing seconds / audio seconds), warm-up excluded."""
+    for w in waves[:warmup]:
+        recognizer.transcribe_batch([w])
+    rtfs = []
+    for w in waves:
+        start = time.perf_counter()
+        recognizer.transcribe_batch([w])
+        rtfs.append((time.perf_counter() - start) / (len(w) / recognizer.sample_rate))
+    return rtfs

@@ -1,0 +1,64 @@
+"""A trained model as a directory: ``config.json``, ``model.safetensors``, ``tokenizer/``. Nothing else.
+
+The weights include the feature normalization (CMVN) buffers, so the directory is all a user hands over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ceasr.config import ExperimentConfig, from_dict, save_json
+from ceasr.errors import CeasrError, ConfigError
+
+CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer"
+
+
+def export_model(model: torch.nn.Module, cfg: ExperimentConfig, tokenizer, out_dir: str | Path) -> Path:
+    """Write a model directory atomically (built in a temporary sibling, then renamed into place)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        save_json(cfg, tmp / CONFIG)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS))
+        tokenizer.save(tmp / TOKENIZER)
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_model_dir(model_dir: str | Path):
+    """Rebuild ``(model, cfg, tokenizer)`` from a model directory; the model is in eval mode."""
+    from ceasr.models.asr import build_model
+    from ceasr.text.tokenizer import load_tokenizer
+
+    model_dir = Path(model_dir)
+    for name in (CONFIG, WEIGHTS, TOKENIZER):
+        if not (model_dir / name).exists():
+            raise CeasrError(f"{model_dir}: not a ceasr model directory (no {name})")
+    try:
+        cfg = from_dict(ExperimentConfig, json.loads((model_dir / CONFIG).read_text()))
+    except json.JSONDecodeError as e:
+        raise CeasrError(f"{model_dir / CONFIG}: not valid JSON ({e.msg})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{model_dir / CONFIG}: {e}") from None
+    tokenizer = load_tokenizer(model_dir / TOKENIZER)
+    model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
+    model.load_state_dict(load_file(str(model_dir / WEIGHTS)))
+    return model.eval(), cfg, tokenizer

@@ -1,0 +1,190 @@
+"""Transformer pieces: masks, positional encodings, attention, and the pre-LayerNorm encoder and decoder.
+
+Attention runs through ``F.scaled_dot_product_attention`` (one fused kernel on CPU). Masks are boolean with
+True meaning "may attend"; padding sits at the end of each sequence, so a causal mask alone keeps the
+decoder's valid positions away from its padding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B,) lengths -> (B, max_len) bool mask, True at valid positions."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def sinusoidal_encoding(length: int, d_model: int, device=None) -> torch.Tensor:
+    """(length, d_model) absolute sinusoidal positions (Vaswani et al.): sin on even, cos on odd channels."""
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]  # (T, 1)
+    freq = torch.exp(
+        torch.arange(0, d_model, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d_model)
+    )  # (D/2,)
+    pe = torch.zeros(length, d_model, device=device)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: d_model // 2])
+    return pe
+
+
+def rotary_tables(length: int, head_dim: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin tables of shape (length, head_dim // 2) for rotary position embeddings (RoFormer)."""
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, device=device).float() / head_dim))
+    angles = torch.arange(length, device=device).float()[:, None] * inv_freq[None, :]  # (T, Dh/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate channel pairs (first half, second half) of x (B, H, T, Dh) by position-dependent angles."""
+    cos, sin = rope  # (T, Dh/2) each
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query and key/value projections (self- or cross-attention)."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        return x.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """x: (B, T, D) queries; memory: (B, S, D) keys/values; key_mask: (B, S) True = attend -> (B, T, D).
+
+        ``rope`` (cos, sin tables) rotates queries and keys so scores depend on relative offsets only.
+        """
+        q = self._heads(self.q_proj(x))
+        k, v = (self._heads(t) for t in self.kv_proj(memory).chunk(2, dim=-1))
+        if rope is not None:
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+        )  # (B, H, T, Dh)
+        return self.out_proj(y.transpose(1, 2).flatten(2))
+
+
+class FeedForward(nn.Module):
+    """Position-wise Linear -> activation -> dropout -> Linear."""
+
+    def __init__(self, d_model: int, ff_dim: int, dropout: float, activation: type[nn.Module] = nn.ReLU):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(d_model, ff_dim), activation(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TransformerEncoderLayer(nn.Module):
+    """Pre-LN block: x + MHSA(LN(x)), then x + FFN(LN(x))."""
+
+    def __init__(self, d_model: int, n_heads: int, ff_dim: int, dropout: float):
+        super().__init__()
+        self.norm_att = nn.LayerNorm(d_model)
+        self.att = MultiHeadAttention(d_model, n_heads, dropout)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm_att(x)
+        x = x + self.drop(self.att(h, h, key_mask=mask))
+        return x + self.drop(self.ff(self.norm_ff(x)))
+
+
+class TransformerEncoder(nn.Module):
+    """Scaled input + sinusoidal positions, pre-LN Transformer blocks, final LayerNorm."""
+
+    def __init__(self, d_model: int, n_heads: int, layers: int, ff_dim: int, dropout: float = 0.1):
+        super().__init__()
+        self.scale = math.sqrt(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(d_model, n_heads, ff_dim, dropout) for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, T, D), x_lens: (B,) -> (B, T, D) with padded frames zeroed, and the same lengths."""
+        mask = lengths_to_mask(x_lens, x.size(1))  # (B, T)
+        x = self.drop(x * self.scale + sinusoidal_encoding(x.size(1), x.size(2), x.device))
+        for layer in self.layers:
+            x = layer(x, mask)
+        return self.norm(x) * mask.unsqueeze(-1), x_lens
+
+
+class TransformerDecoderLayer(nn.Module):
+    """Pre-LN block: causal self-attention, cross-attention to the encoder output, FFN."""
+
+    def __init__(self, d_model: int, n_heads: int, ff_dim: int, dropout: float):
+        super().__init__()
+        self.norm_self = nn.LayerNorm(d_model)
+        self.self_att = MultiHeadAttention(d_model, n_heads, dropout)
+        self.norm_src = nn.LayerNorm(d_model)
+        self.src_att = MultiHeadAttention(d_model, n_heads, dropout)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, y: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm_self(y)
+        y = y + self.drop(self.self_att(h, h, is_causal=True))
+        y = y + self.drop(self.src_att(self.norm_src(y), memory, key_mask=memory_mask))
+        return y + self.drop(self.ff(self.norm_ff(y)))
+
+
+class TransformerDecoder(nn.Module):
+    """Autoregressive attention decoder: token embedding + positions, pre-LN blocks, output projection."""
+
+    def __init__(
+        self, vocab_size: int, d_model: int, n_heads: int, layers: int, ff_dim: int, dropout: float = 0.1
+    ):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.scale = math.sqrt(d_model)
+        self.drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(
+            TransformerDecoderLayer(d_model, n_heads, ff_dim, dropout) for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, vocab_size)
+
+    def forward(
+        self,
+        memory: torch.Tensor,
+        memory_lens: torch.Tensor,
+        ys_in: torch.Tensor,
+        ys_in_lens: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """memory: (B, T, D), memory_lens: (B,), ys_in: (B, L) valid ids (pad with any valid id, e.g. eos)
+        -> logits (B, L, V). Position i sees ys_in[:, :i+1] only; ``ys_in_lens`` is accepted for symmetry but
+        not needed, since padding comes after every valid position."""
+        memory_mask = lengths_to_mask(memory_lens, memory.size(1))  # (B, T)
+        length, d_model = ys_in.size(1), self.embed.embedding_dim
+        y = self.drop(self.embed(ys_in) * self.scale + sinusoidal_encoding(length, d_model, ys_in.device))
+        for layer in self.layers:
+            y = layer(y, memory, memory_mask)
+        return self.out(self.norm(y))  # (B, L, V)

@@ -1,0 +1,40 @@
+"""Shared test fixtures. Tests synthesize all their audio; nothing is downloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+_SUBTYPES = {".wav": "PCM_16", ".flac": "PCM_16", ".ogg": "VORBIS", ".mp3": "MPEG_LAYER_III"}
+
+
+def write_tone(
+    path: str | Path,
+    seconds: float = 0.5,
+    sr: int = 16000,
+    channels: int = 1,
+    freq: float = 440.0,
+    amp: float = 0.5,
+) -> np.ndarray:
+    """Write a sine of ``freq`` Hz straight through soundfile (not ceasr) and return it as (T,) or (T, C).
+
+    Channel c is scaled by 1/(c+1) so a mono mix is a known multiple of the first channel. The format follows
+    the suffix (.wav/.flac 16-bit, .ogg Vorbis, .mp3).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = round(seconds * sr)
+    wave = amp * np.sin(2 * np.pi * freq * np.arange(n) / sr)
+    if channels > 1:
+        wave = np.stack([wave / (c + 1) for c in range(channels)], axis=1)  # (T, C)
+    sf.write(path, wave, sr, subtype=_SUBTYPES[path.suffix.lower()])
+    return wave
+
+
+@pytest.fixture
+def tone():
+    """``tone(path, seconds=0.5, sr=16000, channels=1, freq=440.0, amp=0.5)`` writes a sine file; see write_tone."""
+    return write_tone

@@ -1,0 +1,66 @@
+import json
+
+import pytest
+
+from ceasr.config import (
+    ExperimentConfig,
+    ModelConfig,
+    from_dict,
+    load_config,
+    save_json,
+    to_dict,
+    with_overrides,
+)
+from ceasr.errors import ConfigError
+
+
+def test_defaults_round_trip_through_json(tmp_path):
+    cfg = with_overrides(ExperimentConfig(), ["train.betas=[0.8, 0.9]", "model.d_model=64"])
+    save_json(cfg, tmp_path / "c.json")
+    back = from_dict(ExperimentConfig, json.loads((tmp_path / "c.json").read_text()))
+    assert back == cfg
+    assert back.train.betas == (0.8, 0.9)
+
+
+def test_yaml_fills_only_given_fields(tmp_path):
+    (tmp_path / "c.yaml").write_text("model:\n  encoder: transformer\ntrain:\n  lr: 0.01\n")
+    cfg = load_config(tmp_path / "c.yaml", ["train.max_steps=7", "train.spec_augment=false"])
+    assert cfg.model.encoder == "transformer"
+    assert cfg.model.d_model == ModelConfig().d_model
+    assert cfg.train.lr == 0.01 and cfg.train.max_steps == 7 and cfg.train.spec_augment is False
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("train.lr", "section.field=value"),
+        ("train.nope=1", "section.field=value"),
+        ("nosection.lr=1", "section.field=value"),
+        ("train.max_steps=abc", "expected int"),
+        ("train.max_steps=1.5", "expected int"),
+        ("train.spec_augment=3", "expected bool"),
+    ],
+)
+def test_bad_overrides_are_config_errors(override, words):
+    with pytest.raises(ConfigError, match=words):
+        with_overrides(ExperimentConfig(), [override])
+
+
+def test_unknown_yaml_field_is_named(tmp_path):
+    (tmp_path / "c.yaml").write_text("model:\n  layers: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: model: unknown field\(s\) layers"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_unreadable_and_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_to_dict_is_json_ready():
+    d = to_dict(ExperimentConfig())
+    assert d["train"]["betas"] == [0.9, 0.98]
+    json.dumps(d)
