@@ -36,5 +36,5 @@ def write_tone(
 
 @pytest.fixture
 def tone():
-    """``tone(path, seconds=0.5, sr=16000, channels=1, freq=440.0, amp=0.5)`` writes a sine file; see write_tone."""
+    """``tone(path, seconds=0.5, sr=16000, channels=1, freq=440.0, amp=0.5)`` writes a sine; see write_tone."""
     return write_tone

@@ -45,7 +45,11 @@ class AudioInfo:
 
 def _libsndfile_reason(e: Exception) -> str:
     # LibsndfileError's str() repeats the path; its error_string is the bare reason.
-    return str(getattr(e, "error_string", None) or e).strip().rstrip(".")
+    reason = str(getattr(e, "error_string", None) or e).strip().rstrip(".")
+    if "does not exist" in reason:
+        # The file was checked to exist; libsndfile says this when, e.g., an MP3 holds no decodable frame.
+        return "no decodable audio data"
+    return reason
 
 
 def _open(path: Path) -> sf.SoundFile:
@@ -119,6 +123,8 @@ def load(
     past the end is cut at the end; an offset at or past the end raises :class:`AudioError`.
     """
     path = Path(path)
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if offset < 0 or not math.isfinite(offset):
         raise AudioError(path, f"bad offset {offset!r} s")
     if duration is not None and (not duration > 0 or not math.isfinite(duration)):
@@ -156,7 +162,8 @@ def save(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> 
     path = Path(path)
     fmt = _WRITE_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise AudioError(path, f"cannot write {path.suffix or 'suffix-less'!r} files (use {', '.join(_WRITE_FORMATS)})")
+        kinds = ", ".join(_WRITE_FORMATS)
+        raise AudioError(path, f"cannot write {path.suffix or 'suffix-less'!r} files (use {kinds})")
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim not in (1, 2) or wave.shape[0] == 0:
         raise AudioError(path, f"cannot write a wave of shape {wave.shape}; expected (T,) or (T, C)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ class Utterance:
         row = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
         if relative_to is not None:
             try:
-                row["audio"] = str(Path(self.audio).relative_to(relative_to))
+                row["audio"] = str(Path(self.audio).resolve().relative_to(relative_to))
             except ValueError:
                 pass
         if not row.get("offset"):
@@ -59,13 +60,20 @@ def parse_row(line: str, base: Path, path: Path, lineno: int) -> Utterance:
     for key, kind in _OPTIONAL.items():
         if row.get(key) is None:
             continue
-        try:
-            kwargs[key] = kind(row[key])
-        except (TypeError, ValueError):
-            raise ManifestError(path, f"bad {key!r}: {row[key]!r}", lineno) from None
+        value = row[key]
+        # Speaker ids are often numbers (LibriSpeech, Kaldi); they are kept as strings.
+        ok = isinstance(value, (str, int)) and not isinstance(value, bool) if kind is str else _is_seconds(value)
+        if not ok:
+            raise ManifestError(path, f"bad {key!r}: {value!r}", lineno)
+        kwargs[key] = kind(value)
     audio_path = Path(audio) if Path(audio).is_absolute() else base / audio
-    kwargs.setdefault("id", Path(audio).stem if not kwargs.get("id") else kwargs["id"])
+    kwargs["id"] = kwargs.get("id") or Path(audio).stem
     return Utterance(audio=str(audio_path), text=text, **kwargs)
+
+
+def _is_seconds(value) -> bool:
+    """A finite, non-negative number (JSON booleans are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 def read_manifest(path: str | Path, check_audio: bool = False) -> tuple[list[Utterance], list[ManifestError]]:
@@ -82,11 +90,12 @@ def read_manifest(path: str | Path, check_audio: bool = False) -> tuple[list[Utt
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(path, f"cannot read manifest ({e})") from None
     rows, errors = [], []
+    base = path.parent.resolve()
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            utt = parse_row(line, path.parent, path, lineno)
+            utt = parse_row(line, base, path, lineno)
             if check_audio:
                 _check_audio(utt, path, lineno)
             rows.append(utt)
