@@ -1,0 +1,309 @@
+"""The default corpus: utterances synthesized offline by the installed TTS engines, split by voice.
+
+``synthesize(out_dir)`` writes ``train.jsonl``, ``dev.jsonl``, ``test.jsonl`` and 16 kHz mono 16-bit WAV
+files under ``out_dir/audio/<split>/``. Everything is drawn from seeded RNGs (utterance ``k`` of a split gets
+its own RNG from ``(seed, split, k)``), so a seed gives the same texts, voices, prosody and audio bytes
+whatever the number of worker processes.
+
+Voices are split before any audio is made (see :func:`split_voices`): a speaker, and every voice sharing its
+timbre, lives in exactly one split, so dev and test measure unseen voices.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ceasr import audio
+from ceasr.data.domain import DOMAINS, TextSource, command_phrases, read_text_file
+from ceasr.data.manifest import Utterance, write_manifest
+from ceasr.data.voices import ENGINES, Voice
+from ceasr.errors import CeasrError
+
+__all__ = ["DOMAINS", "ENGINES", "SynthSummary", "Voice", "command_phrases", "postprocess", "split_voices",
+           "synthesize"]
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "dev", "test")
+SPLIT_SHARES = {"train": 0.78, "dev": 0.10, "test": 0.12}  # of each engine's voice groups
+MEAN_SECONDS_GUESS = 1.8  # first estimate of an utterance's length; later rounds use the measured mean
+MAX_ROUNDS = 20
+SILENCE_DB = -40.0  # frames this far below the loudest frame count as silence when trimming
+PAD_SECONDS = (0.1, 0.2)  # silence left before and after the speech
+PEAK_DBFS = (-12.0, -1.0)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One utterance to render: everything a worker needs, drawn in the parent so it is deterministic."""
+
+    id: str
+    split: str
+    voice: Voice
+    text: str
+    prosody: dict
+    pad: tuple[float, float]  # seconds of silence before and after the speech
+    peak_db: float  # peak level in dBFS
+    path: str
+
+
+@dataclass
+class SplitStats:
+    utterances: int = 0
+    seconds: float = 0.0
+    voices: int = 0  # distinct speakers with at least one utterance
+
+
+@dataclass
+class SynthSummary:
+    """What :func:`synthesize` wrote; ``failures`` holds one line per utterance a TTS call failed on."""
+
+    out_dir: Path
+    engines: tuple[str, ...]
+    splits: dict[str, SplitStats] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.splits.values())
+
+    def __str__(self) -> str:
+        lines = [f"{'split':<6} {'utterances':>10} {'hours':>7} {'voices':>6}"]
+        for name, s in self.splits.items():
+            lines.append(f"{name:<6} {s.utterances:>10} {s.seconds / 3600:>7.3f} {s.voices:>6}")
+        total = sum(s.utterances for s in self.splits.values())
+        lines.append(f"{'total':<6} {total:>10} {self.seconds / 3600:>7.3f}")
+        lines.append(f"engines: {', '.join(self.engines)}; failed TTS calls: {len(self.failures)}; "
+                     f"wall time {self.wall_seconds:.1f} s; written to {self.out_dir}")
+        return "\n".join(lines)
+
+
+def installed_engines(engines: tuple[str, ...] | list[str] | None = None) -> list[str]:
+    """The engines to use: ``engines`` checked against :data:`ENGINES` and the system, or all installed ones."""
+    if engines is None:
+        found = [name for name, engine in ENGINES.items() if engine.available()]
+        if not found:
+            raise CeasrError(f"no TTS engine installed (looked for {', '.join(ENGINES)}); "
+                             "on Debian: apt-get install espeak-ng flite")
+        return found
+    for name in engines:
+        if name not in ENGINES:
+            raise CeasrError(f"unknown TTS engine {name!r}; known: {', '.join(ENGINES)}")
+        if not ENGINES[name].available():
+            raise CeasrError(f"TTS engine {name!r} is not installed")
+    return list(dict.fromkeys(engines))
+
+
+def _split_counts(n: int, held_out: bool) -> dict[str, int]:
+    """How many of an engine's ``n`` voice groups go to each split; dev and test get one each when n >= 3."""
+    if held_out:
+        return {"train": 0, "dev": 0, "test": n}
+    if n < 3:
+        return {"train": n - (n == 2), "dev": 0, "test": int(n == 2)}
+    test = max(1, round(n * SPLIT_SHARES["test"]))
+    dev = max(1, round(n * SPLIT_SHARES["dev"]))
+    return {"train": n - test - dev, "dev": dev, "test": test}
+
+
+def split_voices(voices: list[Voice], seed: int = 0, holdout_engine: str | None = None) -> dict[str, list[Voice]]:
+    """Assign voice groups to splits, engine by engine, after a seeded shuffle.
+
+    Each engine's groups are shared ~78/10/12 % so every split gets each engine where it has >= 3 groups;
+    ``holdout_engine``'s voices all go to test. A group another engine already placed (the same recorded
+    speaker in flite and festival) stays where it is, so no speaker is in two splits.
+    """
+    rng = np.random.default_rng([seed, 7919])
+    where: dict[str, str] = {}  # group -> split
+    for engine in sorted({v.engine for v in voices}, key=lambda e: (e != holdout_engine, e)):
+        groups = sorted({v.group for v in voices if v.engine == engine} - set(where))
+        groups = [groups[i] for i in rng.permutation(len(groups))]
+        counts = _split_counts(len(groups), engine == holdout_engine)
+        bounds = np.cumsum([0] + [counts[name] for name in SPLITS])
+        for name, lo, hi in zip(SPLITS, bounds, bounds[1:]):
+            where.update(dict.fromkeys(groups[lo:hi], name))
+    return {name: [v for v in voices if where[v.group] == name] for name in SPLITS}
+
+
+class _Planner:
+    """Draws jobs split by split: utterance ``k`` of a split gets its own RNG; voices of an engine are used in
+    turn (a seeded order) so every voice of a split is heard before any is heard twice."""
+
+    def __init__(self, splits: dict[str, list[Voice]], source: TextSource, seed: int, out_dir: Path):
+        self.source, self.seed, self.out_dir = source, seed, out_dir
+        self.by_engine: dict[str, dict[str, list[Voice]]] = {}
+        for i, (name, voices) in enumerate(splits.items()):
+            rng = np.random.default_rng([seed, 104729, i])
+            engines = sorted({v.engine for v in voices})
+            self.by_engine[name] = {e: [voices[j] for j in rng.permutation(len(voices)) if voices[j].engine == e]
+                                    for e in engines}
+        self.next_k = dict.fromkeys(splits, 0)
+        self.turns = {(s, e): 0 for s, engines in self.by_engine.items() for e in engines}
+
+    def plan(self, split: str, n: int) -> list[Job]:
+        return [self._one(split) for _ in range(n)]
+
+    def _one(self, split: str) -> Job:
+        k = self.next_k[split]
+        self.next_k[split] += 1
+        rng = np.random.default_rng([self.seed, SPLITS.index(split), k])
+        engines = list(self.by_engine[split])
+        weights = np.array([ENGINES[e].share for e in engines])
+        engine = engines[int(rng.choice(len(engines), p=weights / weights.sum()))]
+        voices = self.by_engine[split][engine]
+        voice = voices[self.turns[split, engine] % len(voices)]
+        self.turns[split, engine] += 1
+        uid = f"{split}-{k:06d}"
+        return Job(id=uid, split=split, voice=voice, text=self.source(rng), prosody=ENGINES[engine].prosody(rng),
+                   pad=tuple(round(float(p), 3) for p in rng.uniform(*PAD_SECONDS, size=2)),
+                   peak_db=round(float(rng.uniform(*PEAK_DBFS)), 2),
+                   path=str(self.out_dir / "audio" / split / f"{uid}.wav"))
+
+
+def postprocess(wave: np.ndarray, rate: int, pad: tuple[float, float], peak_db: float) -> np.ndarray:
+    """(T,) TTS output → (T',) float32 at 16 kHz: the speech with exactly ``pad`` seconds (before, after) of
+    the engine's own silence around it (zeros where it had less), peak at ``peak_db`` dBFS.
+    Raises ValueError if the wave is silent."""
+    if rate != audio.SAMPLE_RATE:
+        wave = audio.resample(wave, rate, audio.SAMPLE_RATE)
+    wave = np.asarray(wave, dtype=np.float32)
+    hop = audio.SAMPLE_RATE // 100  # 10 ms frames
+    frames = len(wave) // hop
+    rms = np.sqrt(np.mean(wave[: frames * hop].reshape(frames, hop).astype(np.float64) ** 2, axis=1))  # (F,)
+    if frames == 0 or rms.max() < 1e-4:
+        raise ValueError("the engine produced silence")
+    loud = np.flatnonzero(rms >= rms.max() * 10 ** (SILENCE_DB / 20))
+    before, after = (round(p * audio.SAMPLE_RATE) for p in pad)
+    start, stop = loud[0] * hop - before, (loud[-1] + 1) * hop + after  # may reach outside the wave
+    wave = np.concatenate([np.zeros(max(0, -start), np.float32), wave[max(0, start):stop],
+                           np.zeros(max(0, stop - len(wave)), np.float32)])
+    return (wave * (10 ** (peak_db / 20) / np.abs(wave).max())).astype(np.float32)
+
+
+def render(job: Job) -> tuple[str, float | None, str | None]:
+    """Synthesize and write one job; returns ``(id, seconds, None)`` or ``(id, None, reason)``, never raises
+    for a failing engine so one bad call does not stop a run."""
+    try:
+        wave, rate = ENGINES[job.voice.engine].render(job.voice, job.text, job.prosody)
+        wave = postprocess(wave, rate, job.pad, job.peak_db)
+        audio.save(job.path, wave, audio.SAMPLE_RATE)
+    except (RuntimeError, ValueError, CeasrError) as e:
+        return job.id, None, f"{job.id} ({job.voice.id}, {job.text!r}): {e}"
+    return job.id, len(wave) / audio.SAMPLE_RATE, None
+
+
+def synthesize(
+    out_dir: str | Path,
+    hours: float = 0.5,
+    seed: int = 0,
+    domains: tuple[str, ...] = ("digits", "commands"),
+    text_file: str | Path | None = None,
+    engines: tuple[str, ...] | list[str] | None = None,
+    holdout_engine: str | None = None,
+    jobs: int = 2,
+    progress: bool = True,
+) -> SynthSummary:
+    """Synthesize about ``hours`` of audio into ``out_dir`` (manifests ``{train,dev,test}.jsonl`` + ``audio/``).
+
+    Texts come from ``domains`` (see :data:`ceasr.data.domain.DOMAINS`), or from the lines of ``text_file``.
+    ``engines`` defaults to every installed one; ``holdout_engine`` puts all of that engine's voices in test.
+    Splits get audio in proportion to their voices; each stops at the first utterance that reaches its share.
+    ``jobs`` worker processes run the TTS calls. A failing call is logged, counted and skipped.
+    """
+    started = time.perf_counter()
+    if not hours > 0:
+        raise CeasrError(f"hours must be positive, got {hours}")
+    if jobs < 1:
+        raise CeasrError(f"jobs must be at least 1, got {jobs}")
+    names = installed_engines(engines)
+    if holdout_engine is not None and holdout_engine not in names:
+        raise CeasrError(f"holdout engine {holdout_engine!r} is not among the engines used ({', '.join(names)})")
+    domains = (domains,) if isinstance(domains, str) else tuple(domains)
+    source = TextSource(lines=read_text_file(text_file)) if text_file is not None else TextSource(domains)
+    out_dir = Path(out_dir).resolve()  # write_manifest stores paths relative to the resolved folder
+    voices = [v for name in names for v in ENGINES[name].voices()]
+    splits = split_voices(voices, seed, holdout_engine)
+    if not splits["train"]:
+        raise CeasrError(f"no voice left for training: every voice of {', '.join(names)} is held out")
+    targets = {s: hours * 3600 * len(splits[s]) / len(voices) for s in SPLITS}
+    summary = SynthSummary(out_dir, tuple(names))
+    made = _render_all(_Planner(splits, source, seed, out_dir), targets, jobs, progress, summary.failures)
+    for split in SPLITS:
+        rows = _keep_until(made[split], targets[split])
+        write_manifest(out_dir / f"{split}.jsonl", rows)
+        _remove_stale(out_dir / "audio" / split, split, rows)
+        summary.splits[split] = SplitStats(len(rows), sum(r.duration for r in rows), len({r.speaker for r in rows}))
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+def _render_all(planner: _Planner, targets: dict[str, float], jobs: int, progress: bool,
+                failures: list[str]) -> dict[str, list[tuple[Job, float]]]:
+    """Render in rounds until every split has its target seconds: each round plans what the remaining
+    seconds need at the mean length measured so far (plus 5 %), so a run takes two or three rounds."""
+    made: dict[str, list[tuple[Job, float]]] = {s: [] for s in SPLITS}
+    mean, produced = MEAN_SECONDS_GUESS, 0.0
+    total = math.ceil(sum(targets.values()))
+    # Counted in whole seconds of audio, so the rate reads as seconds of audio per wall second.
+    bar_args = dict(total=total, desc="synthesizing", unit="s", disable=not progress, delay=0.5,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} s of audio "
+                               "[{elapsed}<{remaining}, {rate_fmt}]")
+    # The pool forks before tqdm starts its monitor thread.
+    with (Pool(jobs) if jobs > 1 else nullcontext()) as pool, tqdm(**bar_args) as bar:
+        for _ in range(MAX_ROUNDS):
+            batch = []
+            for split, target in targets.items():
+                remaining = target - sum(seconds for _, seconds in made[split])
+                if remaining > 0 and planner.by_engine[split]:
+                    batch += planner.plan(split, math.ceil(remaining / mean * 1.05))
+            if not batch:
+                break
+            by_id = {job.id: job for job in batch}
+            chunk = max(1, len(batch) // (8 * jobs))
+            results = pool.imap_unordered(render, batch, chunk) if pool else map(render, batch)
+            for uid, seconds, error in results:
+                if error is not None:
+                    log.warning("skipped %s", error)
+                    failures.append(error)
+                    continue
+                made[by_id[uid].split].append((by_id[uid], seconds))
+                produced += seconds
+                bar.update(min(total, int(produced)) - bar.n)
+            lengths = [seconds for pairs in made.values() for _, seconds in pairs]
+            if not lengths:
+                raise CeasrError(f"no utterance could be synthesized; first failure: {failures[0]}")
+            mean = float(np.mean(lengths))
+    failures.sort()
+    return made
+
+
+def _keep_until(made: list[tuple[Job, float]], target: float) -> list[Utterance]:
+    """Utterances in plan order up to the first that reaches ``target`` seconds; the rest are deleted, so the
+    result does not depend on how the rounds fell."""
+    rows, total = [], 0.0
+    for job, seconds in sorted(made, key=lambda pair: pair[0].id):
+        if total >= target:
+            Path(job.path).unlink(missing_ok=True)
+            continue
+        total += seconds
+        rows.append(Utterance(audio=job.path, text=job.text, id=job.id, duration=round(seconds, 4),
+                              speaker=job.voice.id, lang="en"))
+    return rows
+
+
+def _remove_stale(folder: Path, split: str, rows: list[Utterance]) -> None:
+    """Delete audio an earlier, larger run left in ``folder`` under this run's naming, so the folder holds
+    exactly the manifest's files."""
+    keep = {Path(row.audio).name for row in rows}
+    for path in folder.glob(f"{split}-*.wav"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
