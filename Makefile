@@ -3,11 +3,10 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng flite sox libsndfile1
-STAMP_APT := $(VENV)/.apt-stamp
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1
 STAMP_PIP := $(VENV)/.pip-stamp
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install apt bench clean
 
 demo: install
 	$(BIN)/ceasr demo
@@ -15,16 +14,14 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -n 2 tests
 
-install: $(STAMP_APT) $(STAMP_PIP)
+install: apt $(STAMP_PIP)
 
-# Debian packages the synthesizer and audio I/O use; skipped when every binary is already there.
-$(STAMP_APT):
-	@mkdir -p $(VENV)
-	@if ! command -v espeak-ng >/dev/null || ! command -v flite >/dev/null || ! command -v sox >/dev/null; then \
+# Debian packages the synthesizer and audio I/O use; a dpkg query (fast) decides whether apt-get runs.
+apt:
+	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
 		echo "installing Debian packages: $(APT_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
-	@touch $@
 
 # torch first, by its exact version, so pip takes the local CPU build and not a CUDA one.
 $(STAMP_PIP): pyproject.toml

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def _cmd_train(args) -> None:
 
     cfg = load_config(args.config, [*args.set, *args.overrides])
     result = train(cfg, load_rows(args.train), load_rows(args.dev), args.out, resume=args.resume)
-    print(result)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns; one report is enough
+        print(result)
 
 
 def _cmd_evaluate(args) -> None:
