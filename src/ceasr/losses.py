@@ -12,6 +12,11 @@ import torch.nn.functional as F
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def _full_precision(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision inputs are computed in float32 (log-softmax and CTC sums lose too much in 16 bits)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def _check_reduction(reduction: str) -> None:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -41,7 +46,7 @@ def cross_entropy(
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} do not match")
-    log_q = F.log_softmax(logits.float(), dim=-1)  # (..., V)
+    log_q = F.log_softmax(_full_precision(logits), dim=-1)  # (..., V)
     valid = targets != ignore_index  # (...)
     safe = targets.masked_fill(~valid, 0)
     nll = -log_q.gather(-1, safe.unsqueeze(-1)).squeeze(-1)  # (...): -log Q(target)
@@ -121,7 +126,7 @@ def ctc_loss(
     """
     _check_reduction(reduction)
     per_utt = F.ctc_loss(
-        log_probs.float().transpose(0, 1),  # (T, B, V) as torch expects
+        _full_precision(log_probs).transpose(0, 1),  # (T, B, V) as torch expects
         targets.clamp(min=0),  # padding is never read but must be a valid id
         log_prob_lens,
         target_lens,

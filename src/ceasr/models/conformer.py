@@ -27,8 +27,10 @@ class ConvModule(nn.Module):
         self.norm_in = nn.LayerNorm(d_model)
         self.pointwise_in = nn.Linear(d_model, 2 * d_model)  # a 1x1 conv on (B, T, D)
         self.glu = nn.GLU(dim=-1)
-        self.depthwise = nn.Conv1d(
-            d_model, d_model, kernel_size, padding=kernel_size // 2, groups=d_model
+        # A (1, k) Conv2d rather than a Conv1d: the same depthwise convolution over time, but oneDNN runs
+        # the 2-D form (forward + backward) about 2.5x faster on CPU.
+        self.depthwise = nn.Conv2d(
+            d_model, d_model, (1, kernel_size), padding=(0, kernel_size // 2), groups=d_model
         )
         self.norm_mid = nn.LayerNorm(d_model)
         self.act = nn.SiLU()
@@ -39,7 +41,7 @@ class ConvModule(nn.Module):
         """x: (B, T, D), mask: (B, T) True at valid frames -> (B, T, D)."""
         h = self.glu(self.pointwise_in(self.norm_in(x)))  # (B, T, D)
         h = h * mask.unsqueeze(-1)  # padded frames must not reach real frames through the kernel
-        h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)  # (B, T, D)
+        h = self.depthwise(h.transpose(1, 2).unsqueeze(2)).squeeze(2).transpose(1, 2)  # (B, D, 1, T) inside
         h = self.pointwise_out(self.act(self.norm_mid(h)))
         return self.drop(h)
 
@@ -50,12 +52,12 @@ class ConformerLayer(nn.Module):
     def __init__(self, d_model: int, n_heads: int, ff_dim: int, conv_kernel: int, dropout: float):
         super().__init__()
         self.norm_ff1 = nn.LayerNorm(d_model)
-        self.ff1 = FeedForward(d_model, ff_dim, dropout, activation=nn.SiLU)
+        self.ff1 = FeedForward(d_model, ff_dim, activation=nn.SiLU)
         self.norm_att = nn.LayerNorm(d_model)
-        self.att = MultiHeadAttention(d_model, n_heads, dropout)
+        self.att = MultiHeadAttention(d_model, n_heads)
         self.conv = ConvModule(d_model, conv_kernel, dropout)
         self.norm_ff2 = nn.LayerNorm(d_model)
-        self.ff2 = FeedForward(d_model, ff_dim, dropout, activation=nn.SiLU)
+        self.ff2 = FeedForward(d_model, ff_dim, activation=nn.SiLU)
         self.norm_out = nn.LayerNorm(d_model)
         self.drop = nn.Dropout(dropout)
 

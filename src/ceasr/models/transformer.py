@@ -1,8 +1,10 @@
 """Transformer pieces: masks, positional encodings, attention, and the pre-LayerNorm encoder and decoder.
 
-Attention runs through ``F.scaled_dot_product_attention`` (one fused kernel on CPU). Masks are boolean with
-True meaning "may attend"; padding sits at the end of each sequence, so a causal mask alone keeps the
-decoder's valid positions away from its padding.
+Attention runs through ``F.scaled_dot_product_attention`` (one fused kernel on CPU). The blocks do not drop
+attention weights: on CPU, dropout inside SDPA leaves the fused kernel and doubles attention's cost; dropout
+is applied to each block's residual branch instead. Masks are boolean with True meaning "may attend";
+padding sits at the end of each sequence, so a causal mask alone keeps the decoder's valid positions away
+from its padding. A query whose keys are all masked (an utterance with no frames) gets zeros, not NaN.
 """
 
 from __future__ import annotations
@@ -40,13 +42,16 @@ def rotary_tables(length: int, head_dim: int, device=None) -> tuple[torch.Tensor
 
 def apply_rotary(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """Rotate channel pairs (first half, second half) of x (B, H, T, Dh) by position-dependent angles."""
-    cos, sin = rope  # (T, Dh/2) each
+    cos, sin = (t.to(x.dtype) for t in rope)  # (T, Dh/2) each
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention with separate query and key/value projections (self- or cross-attention)."""
+    """Multi-head attention with separate query and key/value projections (self- or cross-attention).
+
+    ``dropout`` drops attention weights while training (off by default, see the module docstring).
+    """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0):
         super().__init__()
@@ -86,13 +91,15 @@ class MultiHeadAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Position-wise Linear -> activation -> dropout -> Linear."""
+    """Position-wise Linear -> activation -> Linear.
 
-    def __init__(self, d_model: int, ff_dim: int, dropout: float, activation: type[nn.Module] = nn.ReLU):
+    No dropout on the (4x wider) hidden layer: on CPU a dropout mask costs ~10x the multiply it guards, and
+    the blocks' residual dropout still regularizes.
+    """
+
+    def __init__(self, d_model: int, ff_dim: int, activation: type[nn.Module] = nn.ReLU):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(d_model, ff_dim), activation(), nn.Dropout(dropout), nn.Linear(ff_dim, d_model)
-        )
+        self.net = nn.Sequential(nn.Linear(d_model, ff_dim), activation(), nn.Linear(ff_dim, d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -104,9 +111,9 @@ class TransformerEncoderLayer(nn.Module):
     def __init__(self, d_model: int, n_heads: int, ff_dim: int, dropout: float):
         super().__init__()
         self.norm_att = nn.LayerNorm(d_model)
-        self.att = MultiHeadAttention(d_model, n_heads, dropout)
+        self.att = MultiHeadAttention(d_model, n_heads)
         self.norm_ff = nn.LayerNorm(d_model)
-        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.ff = FeedForward(d_model, ff_dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -142,11 +149,11 @@ class TransformerDecoderLayer(nn.Module):
     def __init__(self, d_model: int, n_heads: int, ff_dim: int, dropout: float):
         super().__init__()
         self.norm_self = nn.LayerNorm(d_model)
-        self.self_att = MultiHeadAttention(d_model, n_heads, dropout)
+        self.self_att = MultiHeadAttention(d_model, n_heads)
         self.norm_src = nn.LayerNorm(d_model)
-        self.src_att = MultiHeadAttention(d_model, n_heads, dropout)
+        self.src_att = MultiHeadAttention(d_model, n_heads)
         self.norm_ff = nn.LayerNorm(d_model)
-        self.ff = FeedForward(d_model, ff_dim, dropout)
+        self.ff = FeedForward(d_model, ff_dim)
         self.drop = nn.Dropout(dropout)
 
     def forward(self, y: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:

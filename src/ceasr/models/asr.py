@@ -1,0 +1,239 @@
+"""The composed ASR model: normalize -> subsample -> encoder -> CTC head, plus an optional attention decoder.
+
+Token conventions: 0 = CTC blank, 1 = unk, 2 = sos and eos, real tokens from 3; targets padded with -1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ceasr.config import ModelConfig
+from ceasr.errors import CeasrError, ConfigError
+from ceasr.losses import cross_entropy, ctc_loss, hybrid_loss
+from ceasr.models.conformer import ConformerEncoder
+from ceasr.models.subsampling import Conv2dSubsampling4, subsampled_lengths
+from ceasr.models.transformer import TransformerDecoder, TransformerEncoder, lengths_to_mask
+
+BLANK_ID, UNK_ID, SOS_ID, EOS_ID, IGNORE_ID = 0, 1, 2, 2, -1
+
+
+def _conformer(cfg: ModelConfig) -> nn.Module:
+    return ConformerEncoder(
+        cfg.d_model, cfg.n_heads, cfg.encoder_layers, cfg.ff_dim, cfg.conv_kernel, cfg.dropout
+    )
+
+
+def _transformer(cfg: ModelConfig) -> nn.Module:
+    return TransformerEncoder(cfg.d_model, cfg.n_heads, cfg.encoder_layers, cfg.ff_dim, cfg.dropout)
+
+
+ENCODERS = {"conformer": _conformer, "transformer": _transformer}
+
+
+class ASRModel(nn.Module):
+    """Hybrid CTC/attention model built from parts.
+
+    Args:
+        normalize: applied to features first, (B, T, F) -> (B, T, F) (e.g. global CMVN).
+        embed: subsampling, ``(x, x_lens) -> (y, y_lens)``.
+        encoder: ``(x, x_lens) -> (enc, enc_lens)`` on (B, T', D).
+        ctc: Linear d_model -> vocabulary (the CTC head).
+        decoder: attention decoder ``(enc, enc_lens, ys_in, ys_in_lens) -> logits`` or None (CTC only).
+        ctc_weight: loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE.
+    """
+
+    def __init__(
+        self,
+        normalize: nn.Module,
+        embed: nn.Module,
+        encoder: nn.Module,
+        ctc: nn.Linear,
+        decoder: nn.Module | None = None,
+        ctc_weight: float = 0.3,
+        label_smoothing: float = 0.1,
+        sos_id: int = SOS_ID,
+        eos_id: int = EOS_ID,
+        ignore_id: int = IGNORE_ID,
+    ):
+        super().__init__()
+        if not 0.0 <= ctc_weight <= 1.0:
+            raise ValueError(f"ctc_weight must be in [0, 1], got {ctc_weight}")
+        if decoder is None and ctc_weight < 1.0:
+            raise ValueError(f"ctc_weight {ctc_weight} < 1 needs an attention decoder")
+        self.normalize, self.embed, self.encoder, self.ctc, self.decoder = (
+            normalize, embed, encoder, ctc, decoder,
+        )
+        self.ctc_weight = ctc_weight
+        self.label_smoothing = label_smoothing
+        self.sos_id, self.eos_id, self.ignore_id, self.blank_id = sos_id, eos_id, ignore_id, BLANK_ID
+        self.vocab_size = ctc.out_features
+
+    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """feats: (B, T, F), feat_lens: (B,) -> enc: (B, T', D) (padding zeroed), enc_lens: (B,).
+
+        T' = ((T - 1) // 2 - 1) // 2. Utterances shorter than 7 frames get 0 encoder frames; a batch whose
+        longest input is that short cannot be encoded at all and raises CeasrError.
+        """
+        min_frames = getattr(self.embed, "min_frames", 1)
+        if feats.size(1) < min_frames:
+            raise CeasrError(
+                f"input of {feats.size(1)} frames is shorter than the {min_frames} frames the model needs"
+            )
+        x, x_lens = self.embed(self.normalize(feats), feat_lens)
+        return self.encoder(x, x_lens)
+
+    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
+        """enc: (B, T', D) -> CTC log-probabilities (B, T', V)."""
+        logits = self.ctc(enc)  # (B, T', V); half precision is widened to float32 for the log-softmax
+        return F.log_softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
+
+    def decoder_io(self, ys: torch.Tensor, ys_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ys: (B, L) padded with -1 -> ys_in = [sos] + y (padded with eos), ys_out = y + [eos] (padded -1).
+
+        Both are (B, L + 1); the decoder input lengths are ``ys_lens + 1``.
+        """
+        b, length = ys.shape
+        valid = lengths_to_mask(ys_lens, length)  # (B, L)
+        ys_in = torch.full((b, length + 1), self.eos_id, dtype=torch.long, device=ys.device)
+        ys_in[:, 0] = self.sos_id
+        ys_in[:, 1:] = torch.where(valid, ys, self.eos_id)
+        ys_out = torch.full((b, length + 1), self.ignore_id, dtype=torch.long, device=ys.device)
+        ys_out[:, :length] = torch.where(valid, ys, self.ignore_id)
+        ys_out[torch.arange(b, device=ys.device), ys_lens] = self.eos_id
+        return ys_in, ys_out
+
+    def forward(
+        self,
+        feats: torch.Tensor,
+        feat_lens: torch.Tensor,
+        ys: torch.Tensor,
+        ys_lens: torch.Tensor,
+        norm: float | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Hybrid training loss.
+
+        Args:
+            feats: (B, T, F); feat_lens: (B,).
+            ys: (B, L) target ids padded with -1; ys_lens: (B,).
+            norm: divisor of both summed losses; None means the local batch size B. With several processes
+                pass the *global* number of utterances so that summed gradients equal the global mean.
+
+        Returns:
+            loss: ``ctc_weight * CTC + (1 - ctc_weight) * CE`` where CTC and the label-smoothed CE are each
+                summed over utterances (and tokens, for CE; eos included) and divided by ``norm``: a loss
+                per utterance, not per token.
+            stats: floats ``loss``, ``ctc``, ``att`` (each divided by ``norm``; 0.0 for a term the weight
+                switches off) and ``att_acc``, the attention's greedy token accuracy (0.0 when off).
+        """
+        norm = float(feats.size(0)) if norm is None else float(norm)
+        enc, enc_lens = self.encode(feats, feat_lens)
+        stats = {"ctc": 0.0, "att": 0.0, "att_acc": 0.0}
+        ctc = att = None
+        if self.ctc_weight > 0.0:
+            ctc = ctc_loss(self.ctc_log_probs(enc), enc_lens, ys, ys_lens, blank=self.blank_id) / norm
+            stats["ctc"] = ctc.item()
+        if self.ctc_weight < 1.0:
+            ys_in, ys_out = self.decoder_io(ys, ys_lens)
+            logits = self.decoder(enc, enc_lens, ys_in, ys_lens + 1)  # (B, L + 1, V)
+            att = cross_entropy(
+                logits, ys_out, self.label_smoothing, ignore_index=self.ignore_id, reduction="sum"
+            ) / norm
+            stats["att"] = att.item()
+            stats["att_acc"] = _accuracy(logits, ys_out, self.ignore_id)
+        loss = hybrid_loss(ctc, att, self.ctc_weight)
+        stats["loss"] = loss.item()
+        return loss, stats
+
+
+def _accuracy(logits: torch.Tensor, targets: torch.Tensor, ignore_id: int) -> float:
+    """Fraction of non-ignored positions where argmax(logits) equals the target."""
+    valid = targets != ignore_id
+    hits = (logits.argmax(dim=-1) == targets) & valid
+    return hits.sum().item() / max(valid.sum().item(), 1)
+
+
+def _check(cfg: ModelConfig, vocab_size: int) -> None:
+    """Reject configs that cannot build a working model, naming the field."""
+    if cfg.encoder not in ENCODERS:
+        raise ConfigError(f"model.encoder: unknown {cfg.encoder!r}; known: {', '.join(ENCODERS)}")
+    if cfg.d_model % cfg.n_heads or (cfg.d_model // cfg.n_heads) % 2:
+        raise ConfigError(
+            f"model.d_model {cfg.d_model} must split into model.n_heads {cfg.n_heads} heads of even size"
+        )
+    if cfg.encoder == "conformer" and cfg.conv_kernel % 2 == 0:
+        raise ConfigError(f"model.conv_kernel: must be odd to keep frames aligned, got {cfg.conv_kernel}")
+    if not 0.0 <= cfg.ctc_weight <= 1.0:
+        raise ConfigError(f"model.ctc_weight: must be in [0, 1], got {cfg.ctc_weight}")
+    if cfg.decoder_layers == 0 and cfg.ctc_weight < 1.0:
+        raise ConfigError("model.ctc_weight: must be 1 when model.decoder_layers is 0 (no decoder)")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ConfigError(f"model.label_smoothing: must be in [0, 1), got {cfg.label_smoothing}")
+    if vocab_size < 3:
+        raise ConfigError(f"vocabulary of {vocab_size} tokens: needs blank, unk and sos/eos (ids 0-2)")
+
+
+def build_model(
+    cfg: ModelConfig, n_mels: int, vocab_size: int, normalize: nn.Module | None = None
+) -> ASRModel:
+    """Build an ASRModel from its config. ``normalize`` defaults to ``ceasr.features.GlobalCMVN(n_mels)``
+    (identity stats until loaded from a checkpoint or set from data)."""
+    _check(cfg, vocab_size)
+    if normalize is None:
+        from ceasr.features import GlobalCMVN  # features are an earlier stage; imported only when needed
+
+        normalize = GlobalCMVN(n_mels)
+    decoder = None
+    if cfg.decoder_layers > 0:
+        decoder = TransformerDecoder(
+            vocab_size, cfg.d_model, cfg.n_heads, cfg.decoder_layers, cfg.decoder_ff_dim, cfg.dropout
+        )
+    return ASRModel(
+        normalize=normalize,
+        embed=Conv2dSubsampling4(n_mels, cfg.d_model, cfg.subsampling_channels),
+        encoder=ENCODERS[cfg.encoder](cfg),
+        ctc=nn.Linear(cfg.d_model, vocab_size),
+        decoder=decoder,
+        ctc_weight=cfg.ctc_weight,
+        label_smoothing=cfg.label_smoothing,
+    )
+
+
+def _attention_flops(b: int, t: int, s: int, d: int) -> int:
+    """Projections (q, out on t queries; k, v on s keys) plus scores and weighted sum, 2 FLOPs per MAC."""
+    return 2 * b * (2 * t * d * d + 2 * s * d * d) + 4 * b * t * s * d
+
+
+def _encoder_layer_flops(cfg: ModelConfig, b: int, t: int) -> int:
+    d, ff = cfg.d_model, cfg.ff_dim
+    ffn = 4 * b * t * d * ff
+    if cfg.encoder == "transformer":
+        return _attention_flops(b, t, t, d) + ffn
+    conv = 2 * b * t * (2 * d * d + d * cfg.conv_kernel + d * d)  # pointwise in, depthwise, pointwise out
+    return _attention_flops(b, t, t, d) + 2 * ffn + conv
+
+
+def count_flops(
+    cfg: ModelConfig, n_mels: int, vocab_size: int, T: int, L: int, B: int, backward: bool = True
+) -> int:
+    """Matmul and convolution FLOPs of one training step on a (B, T, n_mels) batch with targets of L tokens.
+
+    Counted from shapes (2 FLOPs per multiply-add); the decoder runs on L + 1 positions (sos/eos) when the
+    attention loss is on. Attention scores are counted in full (causal masking is not subtracted), like
+    torch's FlopCounterMode. ``backward=True`` multiplies the forward count by 3 (the usual estimate for
+    forward + backward), which is what MFU needs.
+    """
+    c, d, v = cfg.subsampling_channels, cfg.d_model, vocab_size
+    t1, f1 = (T - 1) // 2, (n_mels - 1) // 2  # after the first stride-2 conv
+    t2, f2 = subsampled_lengths(T), subsampled_lengths(n_mels)
+    flops = 2 * B * (t1 * f1 * c * 9 + t2 * f2 * c * c * 9 + t2 * c * f2 * d)  # subsampling
+    flops += cfg.encoder_layers * _encoder_layer_flops(cfg, B, t2)
+    if cfg.ctc_weight > 0.0:
+        flops += 2 * B * t2 * d * v
+    if cfg.ctc_weight < 1.0 and cfg.decoder_layers > 0:
+        n = L + 1
+        per_layer = _attention_flops(B, n, n, d) + _attention_flops(B, n, t2, d)
+        per_layer += 4 * B * n * d * cfg.decoder_ff_dim
+        flops += cfg.decoder_layers * per_layer + 2 * B * n * d * v
+    return int(flops * (3 if backward else 1))
