@@ -193,7 +193,8 @@ def test_a_failing_engine_call_is_counted_and_skipped(tmp_path, monkeypatch):
         raise RuntimeError("flite exited with 1: broken on purpose")
 
     monkeypatch.setattr(ENGINES["flite"], "render", broken)
-    summary = synth.synthesize(tmp_path, hours=0.005, seed=0, jobs=1, progress=False)
+    summary = synth.synthesize(tmp_path, hours=0.005, seed=0, jobs=1, progress=False,
+                               engines=["espeak-ng", "flite"])
     assert summary.failures and all("broken on purpose" in f for f in summary.failures)
     rows = [r for split in synth.SPLITS for r in read_rows(tmp_path, split)]
     assert rows and all(r["speaker"].startswith("espeak-ng:") for r in rows)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ceasr.config import FeatureConfig
 from ceasr.errors import ConfigError
@@ -46,13 +47,15 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: float, low_freq: float
     """Triangular mel filters as Kaldi builds them: (n_fft // 2 + 1, n_mels), float64.
 
     Filters are triangles in the mel domain, equally spaced between ``mel(low_freq)`` and
-    ``mel(high_freq)``; FFT bin ``i`` sits at ``i * sample_rate / n_fft``. The Nyquist bin gets no weight.
+    ``mel(high_freq)``; FFT bin ``i`` sits at ``i * sample_rate / n_fft``. The Nyquist bin (last row)
+    gets no weight, as in Kaldi.
     """
     nyquist = 0.5 * sample_rate
     if high_freq <= 0:
         high_freq = nyquist + high_freq
     if not 0 <= low_freq < high_freq <= nyquist:
-        raise ConfigError(f"features: need 0 <= low_freq < high_freq <= {nyquist:g}, got {low_freq:g}, {high_freq:g}")
+        raise ConfigError(f"features: need 0 <= low_freq < high_freq <= {nyquist:g}, "
+                          f"got low_freq={low_freq:g}, high_freq={high_freq:g}")
     mel_low, mel_high = mel_scale(low_freq), mel_scale(high_freq)
     delta = (mel_high - mel_low) / (n_mels + 1)
     edges = mel_low + delta * torch.arange(n_mels + 2, dtype=torch.float64)  # (n_mels + 2,)
@@ -61,19 +64,26 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: float, low_freq: float
     up = (mel - left) / (center - left)
     down = (right - mel) / (right - center)
     weights = torch.where(mel <= center, up, down)
-    weights = torch.where((mel > left) & (mel < right), weights, torch.zeros(()))  # (K, n_mels)
-    return torch.cat([weights, torch.zeros(1, n_mels, dtype=torch.float64)])  # Nyquist row
+    weights = torch.where((mel > left) & (mel < right), weights, torch.zeros((), dtype=torch.float64))
+    return torch.cat([weights, torch.zeros(1, n_mels, dtype=torch.float64)])  # (K + 1, n_mels)
 
 
 class Fbank(nn.Module):
-    """Kaldi-compatible log-mel filterbank, batched, on any device, free of numpy (exportable).
+    """Kaldi-compatible log-mel filterbank, batched, on any device, free of numpy.
 
     Per frame, as Kaldi: extract (``snip_edges`` or reflected edges), dither (only if ``cfg.dither > 0``
     and the module is in training mode; ``dither`` is in int16 units, Kaldi's 1.0 convention), remove the
     DC offset, preemphasize (``x[i] -= p * x[i-1]``, ``x[0] -= p * x[0]``), window, zero-pad to a power
     of two, power spectrum, mel filters, ``log(max(energy, float32 eps))``. See the module docstring for
     the int16 scale.
+
+    Frames go through in chunks of about ``chunk_rows`` (batch x time) so the intermediate spectra stay in
+    cache: on CPU that is ~3x faster than one pass over the whole batch. Set ``chunk_rows = 0`` for one pass
+    (before ``torch.export``, which then takes dynamic batch and length, or on a CPU shared with other busy
+    processes: many short multi-threaded ops wait on each other when a thread is descheduled).
     """
+
+    chunk_rows = 512
 
     def __init__(self, cfg: FeatureConfig = FeatureConfig()):
         super().__init__()
@@ -85,10 +95,14 @@ class Fbank(nn.Module):
         if self.frame_length < 2 or self.frame_shift < 1:
             raise ConfigError(f"features: frame length {self.frame_length} / shift {self.frame_shift} too short")
         self.n_fft = 1 << (self.frame_length - 1).bit_length()
+        # Zero-padding the window to n_fft pads the frame in the same multiply.
+        window = F.pad(WINDOWS[cfg.window](self.frame_length), (0, self.n_fft - self.frame_length))
         mel = kaldi_mel_banks(cfg.n_mels, self.n_fft, cfg.sample_rate, cfg.low_freq, cfg.high_freq)
-        # Folding the int16 scale (2^30 in power, exact in float) into the filters spares a pass over the audio.
-        self.register_buffer("mel_banks", (mel * INT16_SCALE**2).float(), persistent=False)
-        self.register_buffer("window", WINDOWS[cfg.window](self.frame_length).float(), persistent=False)
+        # The filters act on interleaved (re^2, im^2) pairs, so power needs no separate sum; the int16
+        # scale (2^30 in power, exact in float) is folded in. Both buffers follow from the config: not saved.
+        self.register_buffer("window", window.float(), persistent=False)  # (n_fft,)
+        self.register_buffer("mel_banks", (mel.repeat_interleave(2, dim=0) * INT16_SCALE**2).float(),
+                             persistent=False)  # (2 * (n_fft // 2 + 1), n_mels)
 
     def num_frames(self, num_samples: int | Tensor) -> int | Tensor:
         """Frames Kaldi makes from ``num_samples`` samples (an int, or an int64 tensor elementwise)."""
@@ -107,24 +121,34 @@ class Fbank(nn.Module):
         """
         if wave.dim() != 2:
             raise ValueError(f"Fbank expects wave (B, S), got shape {tuple(wave.shape)}")
-        wave = wave.float()
-        feat_lens = self.num_frames(wave_lens.long())
-        frames = self._frames(wave, wave_lens.long())  # (B, T, L)
+        wave_lens = wave_lens.long()
+        feat_lens = self.num_frames(wave_lens)
+        frames = self._frames(wave.float(), wave_lens)  # (B, T, L)
         if frames.shape[1] == 0:  # shorter than one frame (MKL's FFT rejects empty batches)
             return wave.new_zeros(wave.shape[0], 0, self.cfg.n_mels), feat_lens
         if self.cfg.dither > 0 and self.training:
-            noise = torch.randn(frames.shape, generator=generator, device=frames.device)
+            where = generator.device if generator is not None else frames.device
+            noise = torch.randn(frames.shape, generator=generator, device=where).to(frames.device)
             frames = frames + noise * (self.cfg.dither / INT16_SCALE)
-        if self.cfg.remove_dc_offset:
-            frames = frames - frames.mean(dim=-1, keepdim=True)
-        p = self.cfg.preemphasis
-        if p != 0:
-            frames = torch.cat([frames[..., :1] * (1 - p), frames[..., 1:] - p * frames[..., :-1]], dim=-1)
-        spec = torch.fft.rfft(frames * self.window, n=self.n_fft)  # (B, T, n_fft // 2 + 1)
-        power = torch.view_as_real(spec).square().sum(dim=-1)
-        feats = torch.matmul(power, self.mel_banks).clamp_min(_EPS).log()  # (B, T, n_mels)
+        if self.chunk_rows > 0:
+            step = max(1, self.chunk_rows // wave.shape[0])  # frames per chunk
+            feats = torch.cat([self._log_mel(chunk) for chunk in frames.split(step, dim=1)], dim=1)
+        else:
+            feats = self._log_mel(frames)
         valid = torch.arange(feats.shape[1], device=feats.device)[None, :] < feat_lens[:, None]  # (B, T)
         return feats * valid[..., None], feat_lens
+
+    def _log_mel(self, frames: Tensor) -> Tensor:
+        """Raw frames (B, t, L) -> log-mel energies (B, t, n_mels)."""
+        if self.cfg.remove_dc_offset:
+            frames = frames - frames.mean(dim=-1, keepdim=True)
+        p, pad = self.cfg.preemphasis, self.n_fft - self.frame_length
+        first = frames[..., :1] * (1.0 - p)
+        rest = torch.sub(frames[..., 1:], frames[..., :-1], alpha=p)
+        padded = torch.cat([first, rest, frames.new_zeros(frames.shape[:-1] + (pad,))], dim=-1)  # (B, t, n_fft)
+        spec = torch.fft.rfft(padded * self.window)  # (B, t, n_fft // 2 + 1) complex
+        power_parts = torch.view_as_real(spec).flatten(-2).square()  # (B, t, 2 * (n_fft // 2 + 1))
+        return torch.matmul(power_parts, self.mel_banks).clamp_min(_EPS).log()
 
     def _frames(self, wave: Tensor, wave_lens: Tensor) -> Tensor:
         """Overlapping frames (B, T, frame_length), T = num_frames(S)."""
@@ -200,8 +224,9 @@ class CmvnStats:
 
     def to_module(self) -> GlobalCMVN:
         """A :class:`GlobalCMVN` holding these statistics."""
-        cmvn = GlobalCMVN(self.sum.shape[0])
-        cmvn.mean.copy_(self.mean.float())
+        mean = self.mean  # raises when nothing was accumulated
+        cmvn = GlobalCMVN(mean.shape[0])
+        cmvn.mean.copy_(mean.float())
         cmvn.istd.copy_((1.0 / self.std).float())
         return cmvn
 
@@ -232,14 +257,14 @@ class SpecAugment(nn.Module):
 
     def forward(self, x: Tensor, x_lens: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``x`` (B, T, F), ``x_lens`` (B,) -> masked copy of ``x``; deterministic for a given generator."""
-        B, T, F = x.shape
+        B, T, n_bins = x.shape
         lens = x_lens.detach().to("cpu", torch.int64)
         # Random draws happen on the CPU so a CPU generator gives the same masks on any device.
-        max_fw = torch.full((B,), min(self.freq_width, F), dtype=torch.int64)
-        f_lo, f_hi = _spans(max_fw, torch.full((B,), F), self.freq_masks, generator)  # (B, M) each
+        max_fw = torch.full((B,), min(self.freq_width, n_bins), dtype=torch.int64)
+        f_lo, f_hi = _spans(max_fw, torch.full((B,), n_bins), self.freq_masks, generator)  # (B, M) each
         max_tw = (lens.double() * self.time_width_ratio).floor().long().clamp(max=self.max_time_width)
         t_lo, t_hi = _spans(max_tw, lens, self.time_masks, generator)
-        f = torch.arange(F)[None, None, :]  # (1, 1, F)
+        f = torch.arange(n_bins)[None, None, :]  # (1, 1, F)
         t = torch.arange(T)[None, None, :]  # (1, 1, T)
         f_mask = ((f >= f_lo[..., None]) & (f < f_hi[..., None])).any(dim=1)  # (B, F)
         t_mask = ((t >= t_lo[..., None]) & (t < t_hi[..., None])).any(dim=1)  # (B, T)
