@@ -83,7 +83,7 @@ def test_rows_audio_format_and_durations(corpus):
             assert rate == 16000 and wave.shape[1] == 1
             assert row["duration"] == pytest.approx(len(wave) / 16000, abs=1e-4)
             peak_db = 20 * np.log10(np.abs(wave).max())
-            assert -12.1 <= peak_db <= -0.9  # normalized to a random peak in [-12, -1] dBFS
+            assert -12.1 <= peak_db <= -0.9  # normalized to a random peak in [-12, -1] dBFS (+ the noise floor)
             assert np.sqrt(np.mean(wave**2)) > 1e-3
 
 
@@ -216,6 +216,17 @@ def test_postprocess_trims_pads_resamples_and_normalizes():
     assert len(out) / 16000 == pytest.approx(0.9, abs=0.021) and not out[:3000].any()
     with pytest.raises(ValueError, match="silence"):
         synth.postprocess(np.zeros(rate, np.float32), rate, pad=(0.1, 0.1), peak_db=-3.0)
+
+
+def test_postprocess_noise_floor_has_the_asked_level_and_no_exact_zeros():
+    rate = 16000
+    burst = 0.3 * np.sin(2 * np.pi * 300 * np.arange(rate // 2) / rate)
+    out = synth.postprocess(burst.astype(np.float32), rate, pad=(0.5, 0.5), peak_db=-6.0, noise_db=-70.0, seed=3)
+    lead_in = out[: int(0.45 * rate)].astype(np.float64)  # noise only
+    assert 20 * np.log10(np.sqrt(np.mean(lead_in**2))) == pytest.approx(-70.0, abs=0.5)
+    assert np.mean(out == 0) < 1e-3
+    again = synth.postprocess(burst.astype(np.float32), rate, pad=(0.5, 0.5), peak_db=-6.0, noise_db=-70.0, seed=3)
+    assert np.array_equal(out, again)
 
 
 def test_a_rerun_into_the_same_folder_leaves_only_its_own_files(tmp_path):

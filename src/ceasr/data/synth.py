@@ -40,6 +40,9 @@ MAX_ROUNDS = 20
 SILENCE_DB = -40.0  # frames this far below the loudest frame count as silence when trimming
 PAD_SECONDS = (0.1, 0.2)  # silence left before and after the speech
 PEAK_DBFS = (-12.0, -1.0)
+# A white-noise floor under every file, as any microphone has: TTS engines emit exact digital zeros, whose
+# log-mel energy is the float floor (about -16), a value real recordings never show.
+NOISE_DBFS = (-80.0, -60.0)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Job:
     prosody: dict
     pad: tuple[float, float]  # seconds of silence before and after the speech
     peak_db: float  # peak level in dBFS
+    noise_db: float  # RMS of the white-noise floor in dBFS
     path: str
 
 
@@ -166,12 +170,17 @@ class _Planner:
         return Job(id=uid, split=split, voice=voice, text=self.source(rng), prosody=ENGINES[engine].prosody(rng),
                    pad=tuple(round(float(p), 3) for p in rng.uniform(*PAD_SECONDS, size=2)),
                    peak_db=round(float(rng.uniform(*PEAK_DBFS)), 2),
+                   noise_db=round(float(rng.uniform(*NOISE_DBFS)), 2),
                    path=str(self.out_dir / "audio" / split / f"{uid}.wav"))
 
 
-def postprocess(wave: np.ndarray, rate: int, pad: tuple[float, float], peak_db: float) -> np.ndarray:
+def postprocess(
+    wave: np.ndarray, rate: int, pad: tuple[float, float], peak_db: float, noise_db: float | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """(T,) TTS output → (T',) float32 at 16 kHz: the speech with exactly ``pad`` seconds (before, after) of
-    the engine's own silence around it (zeros where it had less), peak at ``peak_db`` dBFS.
+    the engine's own silence around it (zeros where it had less), peak at ``peak_db`` dBFS, plus a white
+    noise floor of RMS ``noise_db`` dBFS (none when None) drawn from ``seed``.
     Raises ValueError if the wave is silent."""
     if rate != audio.SAMPLE_RATE:
         wave = audio.resample(wave, rate, audio.SAMPLE_RATE)
@@ -186,7 +195,10 @@ def postprocess(wave: np.ndarray, rate: int, pad: tuple[float, float], peak_db: 
     start, stop = loud[0] * hop - before, (loud[-1] + 1) * hop + after  # may reach outside the wave
     wave = np.concatenate([np.zeros(max(0, -start), np.float32), wave[max(0, start):stop],
                            np.zeros(max(0, stop - len(wave)), np.float32)])
-    return (wave * (10 ** (peak_db / 20) / np.abs(wave).max())).astype(np.float32)
+    wave = wave * (10 ** (peak_db / 20) / np.abs(wave).max())
+    if noise_db is not None:
+        wave = wave + 10 ** (noise_db / 20) * np.random.default_rng(seed).standard_normal(len(wave))
+    return wave.astype(np.float32)
 
 
 def render(job: Job) -> tuple[str, float | None, str | None]:
@@ -194,7 +206,8 @@ def render(job: Job) -> tuple[str, float | None, str | None]:
     for a failing engine so one bad call does not stop a run."""
     try:
         wave, rate = ENGINES[job.voice.engine].render(job.voice, job.text, job.prosody)
-        wave = postprocess(wave, rate, job.pad, job.peak_db)
+        seed = int.from_bytes(job.id.encode()[-8:].rjust(8, b"\0"), "little")  # per utterance, stable
+        wave = postprocess(wave, rate, job.pad, job.peak_db, job.noise_db, seed)
         audio.save(job.path, wave, audio.SAMPLE_RATE)
     except (RuntimeError, ValueError, CeasrError) as e:
         return job.id, None, f"{job.id} ({job.voice.id}, {job.text!r}): {e}"
