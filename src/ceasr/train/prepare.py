@@ -55,7 +55,7 @@ def prepare_run(
 def _saved_config(out_dir: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     path = out_dir / CONFIG
     try:
-        saved = from_dict(ExperimentConfig, json.loads(path.read_text()), str(path))
+        saved = from_dict(ExperimentConfig, json.loads(path.read_text()))
     except (OSError, json.JSONDecodeError) as e:
         raise CeasrError(f"{path}: cannot read the run's config ({e})") from None
     return dataclasses.replace(saved, train=cfg.train, decode=cfg.decode)
