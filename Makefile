@@ -31,9 +31,17 @@ $(STAMP_PIP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $@
 
-bench: install
+# Benchmarks (not tests): print tables; rtf.py needs the demo model (make demo) and .venv-peers for PocketSphinx.
+bench: install .venv-peers/bin/python
 	$(BIN)/python bench/features.py
 	$(BIN)/python bench/synth.py
+	$(BIN)/python bench/mfu.py
+	$(BIN)/python bench/rtf.py --model runs/demo/model --manifest runs/demo/data/test.jsonl
+
+# A separate venv for the peers bench/rtf.py compares against; never a dependency of ceasr.
+.venv-peers/bin/python:
+	$(PY) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q pocketsphinx==5.1.1
 
 clean:
 	rm -rf $(VENV) runs

@@ -59,7 +59,8 @@ def _cmd_evaluate(args) -> None:
     from ceasr.evaluate import evaluate_manifest
 
     recognizer = load_model(args.model, decode=_decode_overrides(args))
-    out = args.out or Path(args.model) / f"results-{Path(args.manifest).stem}.jsonl"
+    # Beside the model directory, never inside it: a model directory holds the model and nothing else.
+    out = args.out or Path(args.model).resolve().parent / f"results-{Path(args.manifest).stem}.jsonl"
     report = evaluate_manifest(recognizer, args.manifest, out=out)
     print(report.summary_lines())
 
@@ -135,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("evaluate", help="WER/CER of a model on a manifest")
     p.add_argument("--model", required=True)
     p.add_argument("--manifest", required=True)
-    p.add_argument("--out", help="per-utterance results (JSONL); default: MODEL/results-<manifest>.jsonl")
+    p.add_argument("--out", help="per-utterance results (JSONL); default: results-<manifest>.jsonl beside MODEL")
     _add_decode_flags(p)
     p.set_defaults(func=_cmd_evaluate)
 

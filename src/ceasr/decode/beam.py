@@ -3,11 +3,16 @@
 Each step feeds every live hypothesis of one utterance to the decoder as one batch, takes the top candidates
 per hypothesis by attention score, adds their CTC prefix scores, and keeps the ``beam_size`` best expansions.
 A hypothesis ends when it picks eos; at ``max_len`` tokens eos is forced.
+
+A decoder with ``start(memory, memory_lens)`` and ``step(state, tokens)`` (ceasr's TransformerDecoder) is run
+incrementally: each step feeds only the newest token and reuses cached keys/values, instead of recomputing
+every prefix and the encoder's key/value projections for every hypothesis. Any other decoder (a callable
+``decoder(memory, memory_lens, ys_in, ys_in_lens) -> logits``) is rerun on the whole prefixes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -35,6 +40,40 @@ class _Live:
     scores: torch.Tensor  # (N,) float64 joint log score
     token_scores: torch.Tensor  # (N, L-1) float64 per-token score increments
     ctc: CTCState | None
+    dec: object  # the decoder's state after tokens[:, :-1] (the last token is fed by the next step)
+
+
+@dataclass(frozen=True)
+class _Prefixes:
+    """State of a decoder without incremental decoding: the prefixes fed so far, (N, L) long."""
+
+    memory: torch.Tensor  # (1, T', D)
+    ys: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> "_Prefixes":
+        return replace(self, ys=self.ys[index])
+
+
+class _WholePrefix:
+    """``start``/``step`` over a decoder that only scores whole prefixes: each step reruns it on all of them."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+
+    def start(self, memory: torch.Tensor, memory_lens: torch.Tensor) -> _Prefixes:
+        return _Prefixes(memory, torch.zeros(1, 0, dtype=torch.long, device=memory.device))
+
+    def step(self, state: _Prefixes, tokens: torch.Tensor) -> tuple[torch.Tensor, _Prefixes]:
+        ys = torch.cat([state.ys, tokens[:, None]], dim=1)  # (N, L)
+        (N, L), T = ys.shape, state.memory.shape[1]
+        mem_lens = torch.full((N,), T, dtype=torch.long, device=ys.device)
+        ys_lens = torch.full((N,), L, dtype=torch.long, device=ys.device)
+        logits = self.decoder(state.memory.expand(N, -1, -1), mem_lens, ys, ys_lens)  # (N, L, V)
+        return logits[:, -1], replace(state, ys=ys)
+
+
+def _stepper(decoder):
+    return decoder if hasattr(decoder, "step") and hasattr(decoder, "start") else _WholePrefix(decoder)
 
 
 def attention_beam_search(
@@ -95,24 +134,26 @@ def _run(model, enc, enc_lens, beam_size, ctc_weight, length_penalty, max_len_ra
             continue
         scorer = CTCPrefixScorer(ctc_lp[b, :n], blank) if ctc_lp is not None else None
         max_len = max(0, int(max_len_ratio * n))
-        results.append(_search(model, enc[b : b + 1, :n], scorer, max_len, opts))
+        results.append(_search(_stepper(model.decoder), enc[b : b + 1, :n], scorer, max_len, opts))
     return results
 
 
-def _search(model, memory: torch.Tensor, scorer: CTCPrefixScorer | None, max_len: int, opts: _Options):
+def _search(decoder, memory: torch.Tensor, scorer: CTCPrefixScorer | None, max_len: int, opts: _Options):
     """Beam search for one utterance; ``memory`` (1, T', D). Returns its n-best list."""
+    lens = torch.full((1,), memory.shape[1], dtype=torch.long, device=memory.device)
     live = _Live(
         tokens=torch.full((1, 1), opts.sos, dtype=torch.long, device=memory.device),
         scores=torch.zeros(1, dtype=torch.float64),
         token_scores=torch.zeros(1, 0, dtype=torch.float64),
         ctc=scorer.initial_state() if scorer is not None else None,
+        dec=decoder.start(memory, lens),
     )
     finished: list[Hypothesis] = []
     for step in range(max_len + 1):
-        cands, inc, psi, r = _expand(model, memory, live, scorer, opts, force_eos=step == max_len)
+        cands, inc, psi, r, dec = _expand(decoder, live, scorer, opts, force_eos=step == max_len)
         # Every finished hypothesis has `step` tokens; the penalty only ranks outputs of different lengths.
         joint = live.scores[:, None] + inc + torch.where(cands == opts.eos, opts.length_penalty * step, 0.0)
-        live, done = _select(live, cands, inc, joint, psi, r, scorer, opts)
+        live, done = _select(replace(live, dec=dec), cands, inc, joint, psi, r, scorer, opts)
         finished.extend(done)
         if live is None:
             break
@@ -127,16 +168,14 @@ def _search(model, memory: torch.Tensor, scorer: CTCPrefixScorer | None, max_len
     return sorted(finished, key=lambda h: -h.score)[: opts.beam_size]
 
 
-def _expand(model, memory, live: _Live, scorer, opts: _Options, force_eos: bool):
+def _expand(decoder, live: _Live, scorer, opts: _Options, force_eos: bool):
     """Candidate tokens (N, K) per live hypothesis and their score increments (N, K).
 
-    Also returns the candidates' CTC prefix scores and forward variables (None without CTC).
+    Also returns the candidates' CTC prefix scores and forward variables (None without CTC), and the decoder
+    state after every live hypothesis's whole prefix.
     """
-    N, L = live.tokens.shape
-    mem_lens = torch.full((N,), memory.shape[1], dtype=torch.long, device=memory.device)
-    ys_lens = torch.full((N,), L, dtype=torch.long, device=memory.device)
-    logits = model.decoder(memory.expand(N, -1, -1), mem_lens, live.tokens, ys_lens)  # (N, L, V)
-    att = logits[:, -1].to("cpu", torch.float64).log_softmax(dim=-1)  # (N, V)
+    logits, dec = decoder.step(live.dec, live.tokens[:, -1])  # (N, V)
+    att = logits.to("cpu", torch.float64).log_softmax(dim=-1)  # (N, V)
     att[:, opts.blank] = NEG_INF
     if opts.sos != opts.eos:
         att[:, opts.sos] = NEG_INF
@@ -149,7 +188,7 @@ def _expand(model, memory, live: _Live, scorer, opts: _Options, force_eos: bool)
     k = opts.beam_size if w == 0 else V if w == 1 else int(1.5 * opts.beam_size)
     att_top, cands = att.topk(min(k, V), dim=-1)  # (N, K)
     if scorer is None:
-        return cands, att_top, None, None
+        return cands, att_top, None, None, dec
     psi, r = scorer.score(live.ctc, cands)
     psi = torch.where(cands == opts.eos, scorer.eos_score(live.ctc)[:, None], psi)
     ctc_inc = psi - live.ctc.psi[:, None]  # (N, K)
@@ -157,7 +196,7 @@ def _expand(model, memory, live: _Live, scorer, opts: _Options, force_eos: bool)
         inc = torch.where(att_top == NEG_INF, NEG_INF, ctc_inc)
     else:
         inc = (1 - w) * att_top + w * ctc_inc
-    return cands, inc, psi, r
+    return cands, inc, psi, r, dec
 
 
 def _select(live: _Live, cands, inc, joint, psi, r, scorer, opts: _Options):
@@ -185,5 +224,6 @@ def _select(live: _Live, cands, inc, joint, psi, r, scorer, opts: _Options):
         scores=values[go],
         token_scores=torch.cat([live.token_scores[h], inc[h, c][:, None]], dim=1),
         ctc=scorer.select(psi, r, h, c, t) if scorer is not None else None,
+        dec=live.dec.select(h.to(live.tokens.device)),
     )
     return nxt, done

@@ -5,11 +5,14 @@ attention weights: on CPU, dropout inside SDPA leaves the fused kernel and doubl
 is applied to each block's residual branch instead. Masks are boolean with True meaning "may attend";
 padding sits at the end of each sequence, so a causal mask alone keeps the decoder's valid positions away
 from its padding. A query whose keys are all masked (an utterance with no frames) gets zeros, not NaN.
+For search, the decoder also runs one token at a time (``start``/``step``) on cached keys and values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +70,29 @@ class MultiHeadAttention(nn.Module):
         b, t, d = x.shape
         return x.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2)  # (B, H, T, Dh)
 
+    def keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory: (B, S, D) -> keys and values (B, H, S, Dh) each, as :meth:`attend` takes them."""
+        k, v = self.kv_proj(memory).chunk(2, dim=-1)
+        return self._heads(k), self._heads(v)
+
+    def attend(
+        self,
+        x: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        """x: (B, T, D) queries over projected keys/values (B, H, S, Dh) -> (B, T, D); key_mask: (B, S)."""
+        return self._attend(self._heads(self.q_proj(x)), k, v, key_mask, is_causal)
+
+    def _attend(self, q, k, v, key_mask, is_causal) -> torch.Tensor:
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+        )  # (B, H, T, Dh)
+        return self.out_proj(y.transpose(1, 2).flatten(2))
+
     def forward(
         self,
         x: torch.Tensor,
@@ -80,14 +106,10 @@ class MultiHeadAttention(nn.Module):
         ``rope`` (cos, sin tables) rotates queries and keys so scores depend on relative offsets only.
         """
         q = self._heads(self.q_proj(x))
-        k, v = (self._heads(t) for t in self.kv_proj(memory).chunk(2, dim=-1))
+        k, v = self.keys_values(memory)
         if rope is not None:
             q, k = apply_rotary(q, rope), apply_rotary(k, rope)
-        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
-        )  # (B, H, T, Dh)
-        return self.out_proj(y.transpose(1, 2).flatten(2))
+        return self._attend(q, k, v, key_mask, is_causal)
 
 
 class FeedForward(nn.Module):
@@ -162,6 +184,43 @@ class TransformerDecoderLayer(nn.Module):
         y = y + self.drop(self.src_att(self.norm_src(y), memory, key_mask=memory_mask))
         return y + self.drop(self.ff(self.norm_ff(y)))
 
+    def step(
+        self, y: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor], memory_kv, memory_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """One new position y: (N, 1, D) after ``past`` self-attention keys/values (N, H, L, Dh) each.
+
+        Returns the block's output (N, 1, D) and the keys/values with this position appended (N, H, L+1, Dh).
+        The new position may attend to every cached one, so no causal mask is needed.
+        """
+        h = self.norm_self(y)
+        k, v = self.self_att.keys_values(h)  # (N, H, 1, Dh) each
+        k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        y = y + self.drop(self.self_att.attend(h, k, v))
+        y = y + self.drop(self.src_att.attend(self.norm_src(y), *memory_kv, key_mask=memory_mask))
+        return y + self.drop(self.ff(self.norm_ff(y))), (k, v)
+
+
+@dataclass(frozen=True)
+class DecoderState:
+    """What incremental decoding keeps between steps, for N hypotheses (see :meth:`TransformerDecoder.step`).
+
+    ``memory_kv`` and ``memory_mask`` have batch N, or 1 when every hypothesis decodes the same utterance
+    (beam search): computed once per utterance instead of once per hypothesis and step.
+    """
+
+    self_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer, keys and values (N, H, L, Dh)
+    memory_kv: tuple[tuple[torch.Tensor, torch.Tensor], ...]  # per layer, keys and values (N or 1, H, S, Dh)
+    memory_mask: torch.Tensor  # (N or 1, S) True at valid encoder frames
+    length: int  # L, the positions fed so far
+
+    def select(self, index: torch.Tensor) -> "DecoderState":
+        """The state of hypotheses ``index`` (N',), in that order (repeats allowed)."""
+        self_kv = tuple((k[index], v[index]) for k, v in self.self_kv)
+        if self.memory_mask.size(0) == 1:  # shared by every hypothesis
+            return dataclasses.replace(self, self_kv=self_kv)
+        memory_kv = tuple((k[index], v[index]) for k, v in self.memory_kv)
+        return DecoderState(self_kv, memory_kv, self.memory_mask[index], self.length)
+
 
 class TransformerDecoder(nn.Module):
     """Autoregressive attention decoder: token embedding + positions, pre-LN blocks, output projection."""
@@ -195,3 +254,30 @@ class TransformerDecoder(nn.Module):
         for layer in self.layers:
             y = layer(y, memory, memory_mask)
         return self.out(self.norm(y))  # (B, L, V)
+
+    def start(self, memory: torch.Tensor, memory_lens: torch.Tensor) -> DecoderState:
+        """The state before any token, for memory (B, S, D) with lengths (B,): B hypotheses (B = 1 may be
+        shared by any number of hypotheses after :meth:`DecoderState.select`)."""
+        memory_mask = lengths_to_mask(memory_lens, memory.size(1))  # (B, S)
+        memory_kv = tuple(layer.src_att.keys_values(memory) for layer in self.layers)
+        h, dh = self.layers[0].self_att.n_heads, self.embed.embedding_dim // self.layers[0].self_att.n_heads
+        empty = memory.new_zeros(memory.size(0), h, 0, dh)
+        return DecoderState(tuple((empty, empty) for _ in self.layers), memory_kv, memory_mask, 0)
+
+    def step(self, state: DecoderState, tokens: torch.Tensor) -> tuple[torch.Tensor, DecoderState]:
+        """Feed one token per hypothesis, tokens: (N,) at position ``state.length`` -> next-token logits (N, V)
+        and the state including it. Equals ``forward`` on the whole prefix, at its last position."""
+        n, length = tokens.size(0), state.length
+        d_model = self.embed.embedding_dim
+        pos = sinusoidal_encoding(length + 1, d_model, tokens.device)[length]  # (D,)
+        y = self.drop(self.embed(tokens[:, None]) * self.scale + pos)  # (N, 1, D)
+        shared = state.memory_mask.size(0) == 1 and n > 1
+        mask = state.memory_mask.expand(n, -1) if shared else state.memory_mask
+        self_kv = []
+        for layer, past, (mk, mv) in zip(self.layers, state.self_kv, state.memory_kv):
+            if shared:  # views: SDPA wants the batch sizes of queries and keys to agree
+                mk, mv = mk.expand(n, -1, -1, -1), mv.expand(n, -1, -1, -1)
+            y, kv = layer.step(y, past, (mk, mv), mask)
+            self_kv.append(kv)
+        logits = self.out(self.norm(y[:, 0]))  # (N, V)
+        return logits, dataclasses.replace(state, self_kv=tuple(self_kv), length=length + 1)

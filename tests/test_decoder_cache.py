@@ -1,0 +1,96 @@
+"""Incremental decoding: cached key/value steps of the TransformerDecoder against full-prefix recomputation."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ceasr.config import ModelConfig
+from ceasr.decode.beam import attention_nbest
+from ceasr.models.asr import build_model
+from ceasr.models.transformer import TransformerDecoder
+
+VOCAB, D = 13, 16
+
+
+def _decoder(layers: int = 2, seed: int = 0) -> TransformerDecoder:
+    torch.manual_seed(seed)
+    return TransformerDecoder(VOCAB, D, n_heads=2, layers=layers, ff_dim=32, dropout=0.1).eval()
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_step_logits_equal_full_forward_at_every_position(layers):
+    dec = _decoder(layers)
+    memory, lens = torch.randn(3, 7, D), torch.tensor([7, 4, 1])  # padded memory rows
+    ys = torch.randint(0, VOCAB, (3, 6))
+    with torch.inference_mode():
+        full = dec(memory, lens, ys)  # (3, 6, V)
+        state = dec.start(memory, lens)
+        for i in range(ys.shape[1]):
+            logits, state = dec.step(state, ys[:, i])
+            torch.testing.assert_close(logits, full[:, i], atol=1e-5, rtol=1e-5)
+    assert state.length == ys.shape[1]
+
+
+def test_select_with_shared_memory_equals_recompute_of_reordered_prefixes():
+    dec = _decoder()
+    memory, lens = torch.randn(1, 5, D), torch.tensor([5])
+    with torch.inference_mode():
+        state = dec.start(memory, lens)
+        _, state = dec.step(state, torch.tensor([2]))
+        state = state.select(torch.tensor([0, 0, 0]))  # one prefix grows into three hypotheses
+        _, state = dec.step(state, torch.tensor([3, 4, 5]))
+        state = state.select(torch.tensor([2, 0]))  # keep hypotheses 2 and 0, reordered
+        logits, _ = dec.step(state, torch.tensor([6, 7]))
+        prefixes = torch.tensor([[2, 5, 6], [2, 3, 7]])
+        full = dec(memory.expand(2, -1, -1), lens.expand(2), prefixes)
+    torch.testing.assert_close(logits, full[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_select_with_per_hypothesis_memory_follows_the_index():
+    dec = _decoder(seed=1)
+    memory, lens = torch.randn(3, 6, D), torch.tensor([6, 3, 5])
+    ys = torch.randint(0, VOCAB, (3, 2))
+    index = torch.tensor([2, 0, 2])
+    with torch.inference_mode():
+        state = dec.start(memory, lens)
+        for i in range(2):
+            _, state = dec.step(state, ys[:, i])
+        logits, _ = dec.step(state.select(index), torch.tensor([1, 2, 3]))
+        prefixes = torch.cat([ys[index], torch.tensor([[1], [2], [3]])], dim=1)
+        full = dec(memory[index], lens[index], prefixes)
+    torch.testing.assert_close(logits, full[:, -1], atol=1e-5, rtol=1e-5)
+
+
+class _WholePrefixOnly:
+    """The same decoder seen through its full-prefix call only, so beam search reruns it every step."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+
+    def __call__(self, *args):
+        return self.decoder(*args)
+
+
+@pytest.mark.parametrize("ctc_weight", [0.0, 0.3])
+def test_beam_search_with_cache_equals_whole_prefix_search(ctc_weight):
+    cfg = ModelConfig(d_model=D, n_heads=2, encoder_layers=1, ff_dim=32, subsampling_channels=4,
+                      decoder_layers=2, decoder_ff_dim=32)
+    torch.manual_seed(3)
+    model = build_model(cfg, n_mels=8, vocab_size=VOCAB).eval()
+    calls = []
+    model.decoder.register_forward_hook(lambda *_: calls.append(1))
+    feats, lens = torch.randn(2, 60, 8), torch.tensor([60, 41])
+    with torch.inference_mode():
+        enc, enc_lens = model.encode(feats, lens)
+        cached = attention_nbest(model, enc, enc_lens, beam_size=3, ctc_weight=ctc_weight, max_len_ratio=0.5)
+        assert not calls  # the incremental path never ran the full-prefix forward
+        plain = SimpleNamespace(decoder=_WholePrefixOnly(model.decoder), sos_id=model.sos_id,
+                                eos_id=model.eos_id, ctc_log_probs=model.ctc_log_probs)
+        reference = attention_nbest(plain, enc, enc_lens, beam_size=3, ctc_weight=ctc_weight, max_len_ratio=0.5)
+    assert calls
+    for got, want in zip(cached, reference):
+        assert [h.tokens for h in got] == [h.tokens for h in want]
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
