@@ -48,12 +48,12 @@ def test_relative_paths_resolve_against_the_manifest_folder_not_cwd(tmp_path, mo
     monkeypatch.chdir(elsewhere)
     m = _write_lines(tmp_path / "data" / "m.jsonl", [
         {"audio": "wavs/a.wav", "text": "x"},
-        {"audio": "../shared/b.wav", "text": "y"},
+        {"audio": "../other/b.wav", "text": "y"},
         {"audio": "/abs/c.wav", "text": "z"},
     ])
     rows, _ = read_manifest(m)
     assert rows[0].audio == str(tmp_path / "data" / "wavs" / "a.wav")
-    assert Path(rows[1].audio).resolve() == (tmp_path / "shared" / "b.wav")
+    assert Path(rows[1].audio).resolve() == (tmp_path / "other" / "b.wav")
     assert rows[2].audio == "/abs/c.wav"
 
 
