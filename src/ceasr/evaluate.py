@@ -12,8 +12,8 @@ import numpy as np
 
 from ceasr.api import Recognizer
 from ceasr.audio import load as load_audio
-from ceasr.data.manifest import Utterance, read_manifest
-from ceasr.errors import AudioError, CeasrError
+from ceasr.data.manifest import Utterance, read_reported
+from ceasr.errors import AudioError
 from ceasr.io import atomic_write_text
 from ceasr.metrics import ErrorCounts, char_errors, word_errors
 from ceasr.text.normalize import normalize
@@ -85,13 +85,9 @@ def evaluate_manifest(
     recognizer: Recognizer, manifest: str | Path, out: str | Path | None = None, batch_size: int = 16
 ) -> EvalReport:
     """Evaluate a manifest; bad rows are reported and skipped. Results go to ``out`` (JSONL)."""
-    rows, errors = read_manifest(manifest)
-    for e in errors:
-        print(f"skipped: {e}", file=sys.stderr)
-    if not rows:
-        raise CeasrError(f"{manifest}: no usable rows")
+    rows, bad_rows = read_reported(manifest)
     report, results = evaluate_rows(recognizer, rows, batch_size)
-    report.skipped += len(errors)  # broken manifest rows count as skipped too
+    report.skipped += bad_rows  # broken manifest rows count as skipped too
     if out is None:
         out = Path(manifest).with_suffix(".results.jsonl")
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))

@@ -124,6 +124,11 @@ def write_manifest(path: str | Path, rows: list[Utterance], relative: bool = Tru
 
 def load_rows(path: str | Path) -> list[Utterance]:
     """Read a manifest for a job: each bad row reported on stderr (and skipped); no usable row is an error."""
+    return read_reported(path)[0]
+
+
+def read_reported(path: str | Path) -> tuple[list[Utterance], int]:
+    """:func:`load_rows` that also returns how many bad rows it reported and skipped."""
     import sys
 
     rows, errors = read_manifest(path)
@@ -131,4 +136,4 @@ def load_rows(path: str | Path) -> list[Utterance]:
         print(f"skipped: {e}", file=sys.stderr)
     if not rows:
         raise ManifestError(path, "no usable rows")
-    return rows
+    return rows, len(errors)
