@@ -11,7 +11,7 @@ import torch
 
 from ceasr.audio import load as load_audio
 from ceasr.config import ExperimentConfig, with_overrides
-from ceasr.decode import decode
+from ceasr.decode import Scorers, decode
 from ceasr.features import Fbank
 
 
@@ -27,13 +27,17 @@ class Transcript:
 class Recognizer:
     """A trained model with its feature extractor, tokenizer and decode options, ready to transcribe."""
 
-    def __init__(self, model: torch.nn.Module, cfg: ExperimentConfig, tokenizer, device: str = "cpu"):
+    def __init__(
+        self, model: torch.nn.Module, cfg: ExperimentConfig, tokenizer, device: str = "cpu", lm=None
+    ):
+        """``lm``: an already loaded language model for ``cfg.decode.lm`` (else it is loaded from there)."""
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         # Inference never dithers, whatever training did.
         self.fbank = Fbank(dataclasses.replace(cfg.features, dither=0.0)).to(self.device)
+        self.scorers = _scorers(cfg.decode, tokenizer, lm)
 
     @property
     def sample_rate(self) -> int:
@@ -42,7 +46,9 @@ class Recognizer:
     def with_decode(self, **fields) -> "Recognizer":
         """A recognizer sharing this one's model, decoding with other options (e.g. ``method="attention"``)."""
         cfg = dataclasses.replace(self.cfg, decode=dataclasses.replace(self.cfg.decode, **fields))
-        return Recognizer(self.model, cfg, self.tokenizer, str(self.device))
+        same_lm = self.scorers is not None and cfg.decode.lm == self.cfg.decode.lm
+        lm = self.scorers.lm if same_lm else None  # loaded once, shared
+        return Recognizer(self.model, cfg, self.tokenizer, str(self.device), lm=lm)
 
     def transcribe(self, audio: str | Path | np.ndarray) -> Transcript:
         """Transcribe a file path or a float32 mono array at ``sample_rate``."""
@@ -58,12 +64,26 @@ class Recognizer:
         for i, w in enumerate(waves):
             batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
         feats, feat_lens = self.fbank(batch.to(self.device), lens.to(self.device))
-        hyps = decode(self.model, feats, feat_lens, self.cfg.decode)
+        hyps = decode(self.model, feats, feat_lens, self.cfg.decode, self.scorers)
         return [self._to_transcript(h) for h in hyps]
 
     def _to_transcript(self, hyp) -> Transcript:
         tokens = tuple(self.tokenizer.id_to_piece(t) for t in hyp.tokens)
         return Transcript(self.tokenizer.decode(list(hyp.tokens)), tokens, tuple(hyp.token_scores))
+
+
+def _scorers(cfg, tokenizer, lm) -> Scorers | None:
+    """The LM and hotwords ``cfg`` (a DecodeConfig) names, or None when it names neither."""
+    if not cfg.lm and not cfg.hotwords:
+        return None
+    from ceasr.decode.hotwords import load_hotwords
+    from ceasr.lm import load_lm
+
+    if cfg.lm and lm is None:
+        lm = load_lm(cfg.lm)
+    hot = load_hotwords(cfg.hotwords, tokenizer, cfg.hotword_boost) if cfg.hotwords else None
+    pieces = tuple(tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size))
+    return Scorers(pieces, lm if cfg.lm else None, hot)
 
 
 def load_model(model_dir: str | Path, decode: list[str] = (), device: str = "cpu") -> Recognizer:

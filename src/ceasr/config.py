@@ -87,8 +87,32 @@ class DecodeConfig:
     method: str = "ctc_greedy"  # ctc_greedy | ctc_prefix_beam | attention
     beam_size: int = 4
     ctc_weight: float = 0.3  # for attention: score = (1 - w) * attention + w * CTC prefix score
-    length_penalty: float = 0.0
+    length_penalty: float = 0.0  # beta: score bonus per output token (ctc_prefix_beam and attention)
     max_len_ratio: float = 1.0  # attention: max output tokens = ratio * encoder frames
+    lm: str = ""  # language model directory (ceasr train-lm) or ARPA file; "" decodes without one
+    lm_weight: float = 0.5  # lambda: score = acoustic + lambda * LM + beta * tokens
+    lm_mode: str = "fusion"  # fusion (shallow, during the search) | rescore (the n-best list afterwards)
+    hotwords: str = ""  # file of phrases to boost, one a line, "phrase<TAB>boost" or "phrase"
+    hotword_boost: float = 2.0  # bonus per matched token when a line gives none
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """A language model: an n-gram (``order``, over ``units``) or a causal Transformer over tokens."""
+
+    type: str = "ngram"  # ngram | transformer
+    units: str = "words"  # words | tokens (a transformer always uses tokens)
+    order: int = 3
+    d_model: int = 128
+    n_heads: int = 4
+    layers: int = 2
+    ff_dim: int = 512
+    dropout: float = 0.1
+    batch_sentences: int = 64
+    heldout_fraction: float = 0.05  # of the text kept for perplexity when no held-out file is given
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(lr=1e-3, warmup_steps=100, max_steps=1000, checkpoint_every=250)
+    )
 
 
 @dataclass(frozen=True)

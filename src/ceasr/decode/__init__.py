@@ -1,7 +1,9 @@
 """Decoding: one entry point, :func:`decode`, that encodes a batch once and runs the configured search.
 
-Methods live in the plain-dict registry :data:`DECODERS`; each takes ``(model, enc, enc_lens, cfg)`` and
-returns the best :class:`Hypothesis` per utterance.
+Methods live in the plain-dict registry :data:`DECODERS`; each takes ``(model, enc, enc_lens, cfg, scorers)``
+and returns the n-best :class:`Hypothesis` lists per utterance (best first; a single hypothesis when the
+search keeps no more). ``scorers`` (:class:`Scorers`: a language model and hotwords, or None) is fused into
+the search (``cfg.lm_mode == "fusion"``) or rescores its n-best lists afterwards (``"rescore"``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 from ceasr.config import DecodeConfig
 from ceasr.decode.beam import attention_beam_search, attention_nbest
 from ceasr.decode.ctc import CTCPrefixScorer, ctc_greedy, ctc_prefix_beam_search, ctc_prefix_beam_search_batch
+from ceasr.decode.fusion import Fusion, Scorers
 from ceasr.decode.result import Hypothesis
 from ceasr.errors import ConfigError
 
@@ -21,21 +24,23 @@ from ceasr.errors import ConfigError
 PRUNE_LOG_PROB = math.log(1e-4)
 
 
-def _ctc_greedy(model, enc: torch.Tensor, enc_lens: torch.Tensor, cfg: DecodeConfig) -> list[Hypothesis]:
-    return ctc_greedy(model.ctc_log_probs(enc), enc_lens)
+def _ctc_greedy(model, enc, enc_lens, cfg: DecodeConfig, fusion: Fusion | None) -> list[list[Hypothesis]]:
+    return [[h] for h in ctc_greedy(model.ctc_log_probs(enc), enc_lens)]
 
 
-def _ctc_prefix_beam(model, enc: torch.Tensor, enc_lens: torch.Tensor, cfg: DecodeConfig) -> list[Hypothesis]:
-    nbest = ctc_prefix_beam_search_batch(
-        model.ctc_log_probs(enc), enc_lens, cfg.beam_size, top_k=cfg.beam_size, min_log_prob=PRUNE_LOG_PROB
+def _ctc_prefix_beam(model, enc, enc_lens, cfg: DecodeConfig, fusion: Fusion | None) -> list[list[Hypothesis]]:
+    return ctc_prefix_beam_search_batch(
+        model.ctc_log_probs(enc), enc_lens, cfg.beam_size, top_k=cfg.beam_size, min_log_prob=PRUNE_LOG_PROB,
+        fusion=fusion,
     )
-    return [hyps[0] for hyps in nbest]
 
 
-def _attention(model, enc: torch.Tensor, enc_lens: torch.Tensor, cfg: DecodeConfig) -> list[Hypothesis]:
-    return attention_beam_search(
-        model, enc, enc_lens, cfg.beam_size, cfg.ctc_weight, cfg.length_penalty, cfg.max_len_ratio
-    )
+def _attention(model, enc, enc_lens, cfg: DecodeConfig, fusion: Fusion | None) -> list[list[Hypothesis]]:
+    return attention_nbest(
+        model, enc, enc_lens, cfg.beam_size, cfg.ctc_weight, cfg.length_penalty, cfg.max_len_ratio, fusion=fusion
+    ) if cfg.lm_mode == "rescore" else [[h] for h in attention_beam_search(
+        model, enc, enc_lens, cfg.beam_size, cfg.ctc_weight, cfg.length_penalty, cfg.max_len_ratio, fusion=fusion
+    )]
 
 
 DECODERS = {
@@ -43,6 +48,9 @@ DECODERS = {
     "ctc_prefix_beam": _ctc_prefix_beam,
     "attention": _attention,
 }
+# Methods whose searches apply beta (length_penalty) themselves; the others get it through the Fusion.
+_OWN_LENGTH_TERM = {"attention"}
+LM_MODES = ("fusion", "rescore")
 
 
 def _check(cfg: DecodeConfig) -> None:
@@ -55,20 +63,47 @@ def _check(cfg: DecodeConfig) -> None:
         raise ConfigError(f"decode.ctc_weight={cfg.ctc_weight}: must be between 0 and 1")
     if cfg.max_len_ratio <= 0:
         raise ConfigError(f"decode.max_len_ratio={cfg.max_len_ratio}: must be positive")
+    if cfg.lm_mode not in LM_MODES:
+        raise ConfigError(f"decode.lm_mode={cfg.lm_mode!r}: unknown; known: {', '.join(LM_MODES)}")
 
 
-def decode(model, feats: torch.Tensor, feat_lens: torch.Tensor, cfg: DecodeConfig) -> list[Hypothesis]:
+def decode(
+    model, feats: torch.Tensor, feat_lens: torch.Tensor, cfg: DecodeConfig, scorers: Scorers | None = None
+) -> list[Hypothesis]:
     """Encode ``feats`` (B, T, F) with lengths (B,) once and decode with ``cfg.method``: the best hypothesis
-    per utterance, in batch order."""
+    per utterance, in batch order. ``scorers`` adds a language model and hotwords (see the module doc)."""
     _check(cfg)
     with torch.inference_mode():
         enc, enc_lens = model.encode(feats, feat_lens)
-        return DECODERS[cfg.method](model, enc, enc_lens, cfg)
+        return decode_encoded(model, enc, enc_lens, cfg, scorers)
+
+
+def decode_encoded(model, enc: torch.Tensor, enc_lens: torch.Tensor, cfg: DecodeConfig, scorers=None):
+    """:func:`decode` from encoder outputs (B, T', D) (e.g. cached while tuning decode parameters)."""
+    beta = 0.0 if cfg.method in _OWN_LENGTH_TERM else cfg.length_penalty
+    fusion = scorers.fusion(cfg.lm_weight, beta) if scorers is not None else Fusion((), length_bonus=beta)
+    if cfg.lm_mode == "rescore":
+        nbest = DECODERS[cfg.method](model, enc, enc_lens, cfg, Fusion((), length_bonus=beta))
+        return [rescore(hyps, fusion, beta) for hyps in nbest]
+    return [hyps[0] for hyps in DECODERS[cfg.method](model, enc, enc_lens, cfg, fusion)]
+
+
+def rescore(hyps: list[Hypothesis], fusion: Fusion, beta: float) -> Hypothesis:
+    """The best of an n-best list by search score + lambda * LM + hotwords (N-best rescoring). The search
+    score already holds ``beta`` per token, so the fusion's own length bonus is not added twice."""
+    if not fusion.active or len(hyps) == 1:
+        return hyps[0]
+    added = fusion.sentence_scores([h.tokens for h in hyps])
+    totals = [h.score + a - fusion.length_bonus * len(h.tokens) for h, a in zip(hyps, added)]
+    best = max(range(len(hyps)), key=totals.__getitem__)
+    return Hypothesis(hyps[best].tokens, totals[best], hyps[best].token_scores)
 
 
 __all__ = [
     "DECODERS",
     "CTCPrefixScorer",
+    "Fusion",
+    "Scorers",
     "Hypothesis",
     "attention_beam_search",
     "attention_nbest",
@@ -76,4 +111,6 @@ __all__ = [
     "ctc_prefix_beam_search",
     "ctc_prefix_beam_search_batch",
     "decode",
+    "decode_encoded",
+    "rescore",
 ]

@@ -30,6 +30,7 @@ class _Options:
     sos: int
     eos: int
     wanted: int  # how many of the best finished hypotheses must be final before the search may stop
+    fusion: object = None  # a ceasr.decode.fusion.Fusion adding LM and hotword scores, or None
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class _Live:
     token_scores: torch.Tensor  # (N, L-1) float64 per-token score increments
     ctc: CTCState | None
     dec: object  # the decoder's state after tokens[:, :-1] (the last token is fed by the next step)
+    fus: tuple = ()  # per hypothesis, its FusionState (empty without fusion)
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ def attention_beam_search(
     length_penalty: float = 0.0,
     max_len_ratio: float = 1.0,
     blank: int = 0,
+    fusion=None,
 ) -> list[Hypothesis]:
     """The best hypothesis per utterance of ``enc`` (B, T', D) with lengths ``enc_lens`` (B,).
 
@@ -92,8 +95,12 @@ def attention_beam_search(
     ``ctc_weight=0`` is pure attention. A finished hypothesis gets ``length_penalty`` per output token
     (positive favours longer outputs). At most ``max_len_ratio * T'`` tokens are produced. ``token_scores``
     are the per-token joint score increments. See :func:`attention_nbest` for the n-best lists.
+
+    A :class:`~ceasr.decode.fusion.Fusion` adds lambda * LM and hotword bonuses to the increments of the
+    candidates the decoder proposes (shallow fusion); its own length bonus should be 0 (``length_penalty``
+    is beta here).
     """
-    searches = _run(model, enc, enc_lens, beam_size, ctc_weight, length_penalty, max_len_ratio, blank, 1)
+    searches = _run(model, enc, enc_lens, beam_size, ctc_weight, length_penalty, max_len_ratio, blank, 1, fusion)
     return [hyps[0] for hyps in searches]
 
 
@@ -106,15 +113,18 @@ def attention_nbest(
     length_penalty: float = 0.0,
     max_len_ratio: float = 1.0,
     blank: int = 0,
+    fusion=None,
 ) -> list[list[Hypothesis]]:
     """Like :func:`attention_beam_search`, but up to ``beam_size`` hypotheses per utterance, best first.
 
     Utterances are searched one after another; within one, the beam is one decoder batch.
     """
-    return _run(model, enc, enc_lens, beam_size, ctc_weight, length_penalty, max_len_ratio, blank, beam_size)
+    return _run(
+        model, enc, enc_lens, beam_size, ctc_weight, length_penalty, max_len_ratio, blank, beam_size, fusion
+    )
 
 
-def _run(model, enc, enc_lens, beam_size, ctc_weight, length_penalty, max_len_ratio, blank, wanted):
+def _run(model, enc, enc_lens, beam_size, ctc_weight, length_penalty, max_len_ratio, blank, wanted, fusion=None):
     """Search each utterance; a search may stop once its ``wanted`` best finished hypotheses are final."""
     if model.decoder is None:
         raise ConfigError(
@@ -125,7 +135,8 @@ def _run(model, enc, enc_lens, beam_size, ctc_weight, length_penalty, max_len_ra
         raise ConfigError(f"decode.ctc_weight={ctc_weight}: must be between 0 and 1")
     if beam_size < 1:
         raise ConfigError(f"decode.beam_size={beam_size}: must be at least 1")
-    opts = _Options(beam_size, ctc_weight, length_penalty, blank, model.sos_id, model.eos_id, wanted)
+    fusion = fusion if fusion is not None and fusion.active else None
+    opts = _Options(beam_size, ctc_weight, length_penalty, blank, model.sos_id, model.eos_id, wanted, fusion)
     ctc_lp = model.ctc_log_probs(enc) if ctc_weight > 0 else None  # (B, T', V)
     results = []
     for b, n in enumerate(enc_lens.tolist()):
@@ -147,19 +158,27 @@ def _search(decoder, memory: torch.Tensor, scorer: CTCPrefixScorer | None, max_l
         token_scores=torch.zeros(1, 0, dtype=torch.float64),
         ctc=scorer.initial_state() if scorer is not None else None,
         dec=decoder.start(memory, lens),
+        fus=(opts.fusion.start(),) if opts.fusion is not None else (),
     )
+    if opts.fusion is not None:
+        opts.fusion.reset()
     finished: list[Hypothesis] = []
     for step in range(max_len + 1):
         cands, inc, psi, r, dec = _expand(decoder, live, scorer, opts, force_eos=step == max_len)
+        fus_next = None
+        if opts.fusion is not None:
+            inc, fus_next = _fuse(opts.fusion, live.fus, cands, inc, opts.eos)
         # Every finished hypothesis has `step` tokens; the penalty only ranks outputs of different lengths.
         joint = live.scores[:, None] + inc + torch.where(cands == opts.eos, opts.length_penalty * step, 0.0)
-        live, done = _select(replace(live, dec=dec), cands, inc, joint, psi, r, scorer, opts)
+        live, done = _select(replace(live, dec=dec), cands, inc, joint, psi, r, scorer, opts, fus_next)
         finished.extend(done)
         if live is None:
             break
         # Scores never rise (log-probs <= 0, prefix scores shrink), so once the wanted best finished
-        # hypotheses score at least the best live one, nothing live can overtake them.
-        if opts.length_penalty <= 0 and len(finished) >= opts.wanted:
+        # hypotheses score at least the best live one, nothing live can overtake them. (Hotword bonuses
+        # may raise scores, so with them the search runs on.)
+        rising = opts.fusion is not None and opts.fusion.hotwords is not None
+        if opts.length_penalty <= 0 and not rising and len(finished) >= opts.wanted:
             kth = sorted((h.score for h in finished), reverse=True)[opts.wanted - 1]
             if kth >= float(live.scores.max()):
                 break
@@ -186,6 +205,8 @@ def _expand(decoder, live: _Live, scorer, opts: _Options, force_eos: bool):
     # Pure attention needs only the beam's best per hypothesis; joint scoring looks a bit wider (as ESPnet),
     # and pure CTC cannot let the attention scores choose, so it scores every token.
     k = opts.beam_size if w == 0 else V if w == 1 else int(1.5 * opts.beam_size)
+    if opts.fusion is not None:  # the LM and hotwords rerank a wider set of the decoder's candidates
+        k = max(k, 2 * opts.beam_size)
     att_top, cands = att.topk(min(k, V), dim=-1)  # (N, K)
     if scorer is None:
         return cands, att_top, None, None, dec
@@ -199,7 +220,25 @@ def _expand(decoder, live: _Live, scorer, opts: _Options, force_eos: bool):
     return cands, inc, psi, r, dec
 
 
-def _select(live: _Live, cands, inc, joint, psi, r, scorer, opts: _Options):
+def _fuse(fusion, states: tuple, cands: torch.Tensor, inc: torch.Tensor, eos: int):
+    """Add the fusion's score changes to the increments (N, K); the candidates' fusion states, per (n, k)."""
+    fusion.prepare(states)
+    add = torch.zeros_like(inc)
+    nxt = []
+    for n, row in enumerate(cands.tolist()):
+        out = []
+        for k, c in enumerate(row):
+            if c == eos:
+                d, st = fusion.final(states[n]), states[n]
+            else:
+                d, st = fusion.extend(states[n], c)
+            add[n, k] = d
+            out.append(st)
+        nxt.append(out)
+    return inc + add, nxt
+
+
+def _select(live: _Live, cands, inc, joint, psi, r, scorer, opts: _Options, fus_next=None):
     """Keep the ``beam_size`` best expansions: eos ones become finished hypotheses, the rest stay live.
 
     Returns (live or None, finished list).
@@ -225,5 +264,6 @@ def _select(live: _Live, cands, inc, joint, psi, r, scorer, opts: _Options):
         token_scores=torch.cat([live.token_scores[h], inc[h, c][:, None]], dim=1),
         ctc=scorer.select(psi, r, h, c, t) if scorer is not None else None,
         dec=live.dec.select(h.to(live.tokens.device)),
+        fus=tuple(fus_next[i][j] for i, j in zip(h.tolist(), c.tolist())) if fus_next is not None else (),
     )
     return nxt, done

@@ -122,6 +122,7 @@ def ctc_prefix_beam_search(
     top_k: int | None = None,
     min_log_prob: float | None = None,
     blank_skip: float | None = None,
+    fusion=None,
 ) -> list[Hypothesis]:
     """CTC prefix beam search over one utterance's (T, V) log-probs; the n-best, best first.
 
@@ -129,22 +130,54 @@ def ctc_prefix_beam_search(
     pruned). A token's score is the highest frame log-prob at which it was emitted. Pruning is off by default:
     ``top_k``/``min_log_prob`` limit the tokens tried per frame, and a frame whose blank log-prob exceeds
     ``blank_skip`` is treated as blank only (every prefix just moves to its blank-ending state).
+
+    With a :class:`~ceasr.decode.fusion.Fusion` (shallow fusion), prefixes are ranked by the acoustic score
+    plus what it adds (lambda * LM + beta * tokens + hotwords), and ``score`` is that total, end included.
     """
     lp = log_probs.detach().to("cpu", torch.float64)  # (T, V)
     frames = _frame_candidates(lp, blank, top_k, min_log_prob)
     rows = lp.numpy()
+    fuse = fusion is not None and fusion.active
+    if fuse:
+        fusion.reset()
+        extra = {(): (0.0, fusion.start())}  # prefix -> (fused score so far, fusion state), for the beam
     beam = [((), 0.0, NEG_INF, ())]  # (prefix, log p_blank, log p_nonblank, token_scores)
     for t in range(lp.shape[0]):
         x_blank = float(rows[t, blank])
         if blank_skip is not None and x_blank > blank_skip:
             beam = [(p, _logaddexp(pb, pnb) + x_blank, NEG_INF, ts) for p, pb, pnb, ts in beam]
             continue
+        if fuse:
+            fusion.prepare([extra[p][1] for p, *_ in beam])
         new_b, new_nb, new_ts = _prefix_step(beam, rows[t], frames[t], x_blank)
         totals = {p: _logaddexp(new_b.get(p, NEG_INF), new_nb.get(p, NEG_INF)) for p in new_ts}
+        if fuse:
+            extra = _extend_extra(extra, totals, fusion)
+            totals = {p: v + extra[p][0] for p, v in totals.items()}
         kept = heapq.nlargest(beam_size, totals, key=totals.__getitem__)
         beam = [(p, new_b.get(p, NEG_INF), new_nb.get(p, NEG_INF), new_ts[p]) for p in kept]
-    hyps = [Hypothesis(p, _logaddexp(pb, pnb), ts) for p, pb, pnb, ts in beam]
+        if fuse:
+            extra = {p: extra[p] for p in kept}
+    if not fuse:
+        hyps = [Hypothesis(p, _logaddexp(pb, pnb), ts) for p, pb, pnb, ts in beam]
+    else:
+        fusion.prepare([extra[p][1] for p, *_ in beam])
+        hyps = [
+            Hypothesis(p, _logaddexp(pb, pnb) + extra[p][0] + fusion.final(extra[p][1]), ts)
+            for p, pb, pnb, ts in beam
+        ]
     return sorted(hyps, key=lambda h: -h.score)
+
+
+def _extend_extra(extra: dict, prefixes, fusion) -> dict:
+    """``extra`` plus an entry for every new prefix (one token longer than a prefix already in it)."""
+    out = dict(extra)
+    for p in prefixes:
+        if p not in out:
+            score, state = extra[p[:-1]]
+            delta, state = fusion.extend(state, p[-1])
+            out[p] = (score + delta, state)
+    return out
 
 
 def ctc_prefix_beam_search_batch(
