@@ -29,6 +29,8 @@ class EvalReport:
     decode_seconds: float
     results_path: Path | None = None
     results: list[dict] = field(default_factory=list, repr=False)
+    without_lm: ErrorCounts | None = None  # with an LM or hotwords: the same search without them
+    lm_effect: dict[str, int] = field(default_factory=dict)  # per-utterance marks (see :func:`lm_effect`)
 
     @property
     def rtf(self) -> float:
@@ -41,7 +43,19 @@ class EvalReport:
             f"audio={self.audio_seconds:.1f}s rtf={self.rtf:.4f}"
         )
         where = f"\nper-utterance results: {self.results_path}" if self.results_path else ""
+        if self.without_lm is not None:
+            marks = " ".join(f"{k}={v}" for k, v in sorted(self.lm_effect.items()))
+            where += f"\nLM/hotwords changed the output: {marks}\nwithout LM/hotwords: {self.without_lm.summary('WER')}"
         return f"{head}{where}\n{self.chars.summary('CER')}\n{self.words.summary('WER')}"
+
+
+def lm_effect(without: ErrorCounts, with_lm: ErrorCounts, same_text: bool) -> str:
+    """How the LM (and hotwords) changed one utterance: same, fixed (fewer word errors), broke (more), changed."""
+    if same_text:
+        return "same"
+    if with_lm.errors != without.errors:
+        return "fixed" if with_lm.errors < without.errors else "broke"
+    return "changed"
 
 
 def evaluate_rows(
@@ -60,15 +74,11 @@ def evaluate_rows(
         except AudioError as e:
             print(f"skipped: {e}", file=sys.stderr)
             skipped += 1
-    order = sorted(range(len(kept)), key=lambda i: len(waves[i]))
-    hyps: dict[int, str] = {}
-    start = time.perf_counter()
-    for b in range(0, len(order), batch_size):
-        idx = order[b : b + batch_size]
-        for i, t in zip(idx, recognizer.transcribe_batch([waves[i] for i in idx])):
-            hyps[i] = t.text
-    seconds = time.perf_counter() - start
-    words, chars, results = ErrorCounts(), ErrorCounts(), []
+    hyps, seconds = _transcribe_all(recognizer, waves, batch_size)
+    baseline = None
+    if recognizer.scorers is not None:  # the same search without LM and hotwords, to mark what they changed
+        baseline, _ = _transcribe_all(recognizer.with_decode(lm="", hotwords=""), waves, batch_size)
+    words, chars, results, without, effect = ErrorCounts(), ErrorCounts(), [], ErrorCounts(), {}
     for i, utt in enumerate(kept):
         ref = normalize(utt.text, utt.lang)
         hyp = normalize(hyps[i], utt.lang)
@@ -76,9 +86,30 @@ def evaluate_rows(
         c, _ = char_errors(ref, hyp)
         words, chars = words + w, chars + c
         results.append({"id": utt.id, "ref": ref, "hyp": hyp, "S": w.S, "D": w.D, "I": w.I, "N": w.N})
+        if baseline is not None:
+            plain = normalize(baseline[i], utt.lang)
+            w0, _ = word_errors(ref, plain)
+            without = without + w0
+            mark = lm_effect(w0, w, plain == hyp)
+            effect[mark] = effect.get(mark, 0) + 1
+            results[-1].update({"hyp_without_lm": plain, "errors_without_lm": w0.errors, "lm": mark})
     audio_seconds = sum(len(w) for w in waves) / recognizer.sample_rate
     report = EvalReport(words, chars, len(kept), skipped, audio_seconds, seconds, results=results)
+    if baseline is not None:
+        report.without_lm, report.lm_effect = without, effect
     return report, results
+
+
+def _transcribe_all(recognizer: Recognizer, waves: list[np.ndarray], batch_size: int) -> tuple[list[str], float]:
+    """Texts of ``waves`` (decoded shortest first, in batches) and the seconds it took."""
+    order = sorted(range(len(waves)), key=lambda i: len(waves[i]))
+    hyps: list[str] = [""] * len(waves)
+    start = time.perf_counter()
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        for i, t in zip(idx, recognizer.transcribe_batch([waves[i] for i in idx])):
+            hyps[i] = t.text
+    return hyps, time.perf_counter() - start
 
 
 def evaluate_manifest(
