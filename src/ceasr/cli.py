@@ -95,6 +95,17 @@ def _model_labels(paths: list[str]) -> list[str]:
     return [f"{Path(p).resolve().parent.name}/{Path(p).resolve().name}" for p in paths]
 
 
+def _attach_lists(argv: list[str]) -> list[str]:
+    """``--gain -30,6`` as ``--gain=-30,6``: argparse would take a value starting with '-' for a flag."""
+    out = []
+    for arg in argv:
+        if out and out[-1] in ("--gain", "--snr") and arg.startswith("-"):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def _add_robustness_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", help="robustness report: comma-separated white, pink, brown, babble, or noise folders")
     p.add_argument("--snr", default="clean,20,10,5,0", help="SNRs in dB for --noise (and 'clean')")
@@ -197,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_lists(sys.argv[1:] if argv is None else list(argv)))
     try:
         args.func(args)
     except CeasrError as e:
