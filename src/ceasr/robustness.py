@@ -110,7 +110,9 @@ class _Corrupter:
         return aug.apply_gain(wave, c.gain_db, clip=True)
 
 
-def corrupt_manifest(rows: list[Utterance], condition: Condition, out_dir: str | Path, seed: int = 0) -> list[Utterance]:
+def corrupt_manifest(
+    rows: list[Utterance], condition: Condition, out_dir: str | Path, seed: int = 0
+) -> list[Utterance]:
     """Write ``rows``' audio corrupted by ``condition`` under ``out_dir/<condition>/`` and return the new rows.
 
     Files are 16-bit WAVs named by row id, written atomically with ``manifest.jsonl`` beside them; the same
@@ -121,7 +123,8 @@ def corrupt_manifest(rows: list[Utterance], condition: Condition, out_dir: str |
         return list(rows)
     folder = Path(out_dir) / condition.slug
     manifest, stamp = folder / "manifest.jsonl", folder / "condition.json"
-    wanted = {"condition": asdict(condition), "seed": seed, "rows": [[r.id, r.audio, r.offset, r.duration] for r in rows]}
+    sources = [[r.id, r.audio, r.offset, r.duration] for r in rows]
+    wanted = {"condition": asdict(condition), "seed": seed, "rows": sources}
     if manifest.exists() and stamp.exists() and json.loads(stamp.read_text()) == json.loads(json.dumps(wanted)):
         return read_manifest(manifest)[0]
     waves, kept = [], []
@@ -251,9 +254,10 @@ def plot(scores: list[Score], path: str | Path) -> None:
         if panel == "snr":
             _snr_panel(ax, noisy, clean, models, styles)
         elif panel == "gain":
-            for m, style in zip(models, styles * 4):
-                pts = sorted([(s.gain_db, s.wer) for s in gains if s.model == m] + ([(0.0, clean[m])] if m in clean else []))
-                ax.plot([g for g, _ in pts], [100 * w for _, w in pts], style, marker="o", color="k", label=m)
+            for k, (m, style) in enumerate(zip(models, styles * 4)):
+                pts = [(s.gain_db, s.wer) for s in gains if s.model == m] + ([(0.0, clean[m])] if m in clean else [])
+                pts.sort()
+                ax.plot([g for g, _ in pts], [100 * w for _, w in pts], style, marker="o", color=f"C{k}", label=m)
             ax.set(xlabel="gain (dB)", ylabel="WER (%)", title="WER vs gain")
         else:
             for k, m in enumerate(models):
