@@ -94,7 +94,7 @@ def augmentation_costs(cfg, waves: list[np.ndarray]) -> list[list]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manifest", default=str(REPO / "runs/demo/data/train.jsonl"))
-    p.add_argument("--utterances", type=int, default=400)
+    p.add_argument("--utterances", type=int, default=300)
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
@@ -115,7 +115,7 @@ def main() -> None:
                 rates[name].append(one_round(run, r, args.steps))
     base = median(rates["no waveform augmentation"])
     table = [[name, f"{median(v):.1f}", f"{100 * (base / median(v) - 1):+.1f}%"] for name, v in rates.items()]
-    waves = next(iter(runs.values())).train_set.waves or runs["augmentation in 1 DataLoader worker"].train_set.waves
+    waves = runs["augmentation in 1 DataLoader worker"].train_set.waves
     print(format_table(["each augmentation alone, per utterance", "ms"], augmentation_costs(cfg, waves[:100])))
     print()
     print(format_table([f"training ({args.rounds} rounds x {args.steps} steps)", "utt/s", "time vs none"], table))
