@@ -58,11 +58,61 @@ def _cmd_evaluate(args) -> None:
     from ceasr.api import load_model
     from ceasr.evaluate import evaluate_manifest
 
-    recognizer = load_model(args.model, decode=_decode_overrides(args))
-    # Beside the model directory, never inside it: a model directory holds the model and nothing else.
-    out = args.out or Path(args.model).resolve().parent / f"results-{Path(args.manifest).stem}.jsonl"
-    report = evaluate_manifest(recognizer, args.manifest, out=out)
-    print(report.summary_lines())
+    if args.noise or args.gain or args.rir:
+        return _cmd_robustness(args)
+    for model in args.model:
+        recognizer = load_model(model, decode=_decode_overrides(args))
+        # Beside the model directory, never inside it: a model directory holds the model and nothing else.
+        out = args.out or Path(model).resolve().parent / f"results-{Path(args.manifest).stem}.jsonl"
+        report = evaluate_manifest(recognizer, args.manifest, out=out)
+        print(f"{model}:\n{report.summary_lines()}" if len(args.model) > 1 else report.summary_lines())
+
+
+def _cmd_robustness(args) -> None:
+    from ceasr.api import load_model
+    from ceasr.data.manifest import load_rows
+    from ceasr.errors import ConfigError
+    from ceasr.robustness import condition_grid, format_table, robustness_report
+
+    try:
+        gains = [float(g) for g in _split(args.gain)]
+    except ValueError:
+        raise ConfigError(f"--gain: expected comma-separated dB values, got {args.gain!r}") from None
+    conditions = condition_grid(_split(args.noise), _split(args.snr), gains, args.rir)
+    labels = _model_labels(args.model)
+    models = {label: load_model(m, decode=_decode_overrides(args)) for label, m in zip(labels, args.model)}
+    out = Path(args.out_dir or Path(args.model[0]).resolve().parent / f"robustness-{Path(args.manifest).stem}")
+    scores = robustness_report(models, load_rows(args.manifest), conditions, out, seed=args.seed)
+    print(format_table(scores))
+    print(f"wrote {out / 'robustness.json'}, {out / 'robustness.csv'}, {out / 'robustness.png'}")
+
+
+def _model_labels(paths: list[str]) -> list[str]:
+    """Short distinct names for the models: the directory name, with its parent's when names clash."""
+    names = [Path(p).resolve().name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [f"{Path(p).resolve().parent.name}/{Path(p).resolve().name}" for p in paths]
+
+
+def _attach_lists(argv: list[str]) -> list[str]:
+    """``--gain -30,6`` as ``--gain=-30,6``: argparse would take a value starting with '-' for a flag."""
+    out = []
+    for arg in argv:
+        if out and out[-1] in ("--gain", "--snr") and arg.startswith("-"):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _add_robustness_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--noise", help="robustness report: comma-separated white, pink, brown, babble, or noise folders")
+    p.add_argument("--snr", default="clean,20,10,5,0", help="SNRs in dB for --noise (and 'clean')")
+    p.add_argument("--gain", help="robustness report: comma-separated gains in dB, e.g. -30,-20,0,6")
+    p.add_argument("--rir", help="robustness report: 'synthetic' (RT60 0.3-0.8 s) or a folder of impulse responses")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corrupted audio")
+    p.add_argument("--out-dir", help="robustness report folder; default: robustness-<manifest> beside MODEL")
 
 
 def _cmd_transcribe(args) -> None:
@@ -198,11 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="SECTION.FIELD=VALUE", help="e.g. train.lr=1e-3")
     p.set_defaults(func=_cmd_train)
 
-    p = verbs.add_parser("evaluate", help="WER/CER of a model on a manifest")
-    p.add_argument("--model", required=True)
+    p = verbs.add_parser("evaluate", help="WER/CER of a model on a manifest; a robustness report with --noise")
+    p.add_argument("--model", required=True, action="append", help="a model directory (repeat to compare)")
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", help="per-utterance results (JSONL); default: results-<manifest>.jsonl beside MODEL")
     _add_decode_flags(p)
+    _add_robustness_flags(p)
     p.set_defaults(func=_cmd_evaluate)
 
     p = verbs.add_parser("transcribe", help="print path<TAB>text for each audio file")
@@ -243,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_attach_lists(sys.argv[1:] if argv is None else list(argv)))
     try:
         args.func(args)
     except CeasrError as e:

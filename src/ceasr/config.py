@@ -83,6 +83,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly waveform augmentation in training (see ceasr.data.augment); SpecAugment is train.spec_augment.
+
+    Each step happens with its probability, its parameter drawn uniformly from its (low, high) range.
+    """
+
+    enabled: bool = False
+    speed_prob: float = 0.0
+    speed: tuple[float, float] = (0.9, 1.1)  # playback rate: duration changes by 1 / factor
+    reverb_prob: float = 0.0
+    rt60: tuple[float, float] = (0.2, 0.8)  # seconds, for synthetic RIRs (when rir_dir is empty)
+    drr_db: tuple[float, float] = (0.0, 10.0)  # direct-to-reverberant ratio of synthetic RIRs
+    rir_dir: str = ""  # a folder of impulse responses (any audio files, searched recursively)
+    noise_prob: float = 0.0
+    noise_kinds: str = "white,pink,brown,babble"  # comma-separated; "folder" (implied by noise_dir) too
+    snr_db: tuple[float, float] = (0.0, 30.0)
+    noise_dir: str = ""  # a folder of noise recordings (e.g. MUSAN's noise/)
+    babble_talkers: tuple[int, int] = (3, 7)
+    gain_prob: float = 0.0
+    gain_db: tuple[float, float] = (-30.0, 10.0)  # clipped to [-1, 1] after the gain
+
+
+@dataclass(frozen=True)
 class DecodeConfig:
     method: str = "ctc_greedy"  # ctc_greedy | ctc_prefix_beam | attention
     beam_size: int = 4
@@ -122,6 +145,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 def to_dict(cfg) -> dict[str, Any]:

@@ -83,6 +83,7 @@ class AsrDataset(torch.utils.data.Dataset):
             otherwise each ``__getitem__`` reads and featurizes its utterance (then a bad file yields None).
         progress: show a progress bar while caching.
         seed: seeds the dither when ``feature_cfg.dither > 0`` (cached features only), so runs repeat.
+        keep_waves: with ``cache_features``, also keep every wave (``waves``, float32) for augmentation.
 
     ``durations`` (seconds per kept item) feed the batch sampler; ``bad_items`` counts what was skipped.
     """
@@ -96,6 +97,7 @@ class AsrDataset(torch.utils.data.Dataset):
         progress: bool = False,
         seed: int = 0,
         chunk: int = 32,
+        keep_waves: bool = False,
     ):
         self.rows = list(rows)
         self.texts = [normalize(u.text, u.lang) for u in self.rows]
@@ -105,6 +107,7 @@ class AsrDataset(torch.utils.data.Dataset):
         self.bad_items = 0
         self._reported: set[tuple[str, float]] = set()
         self.feats: list[Tensor] | None = None
+        self.waves: list[np.ndarray] | None = [] if keep_waves and cache_features else None
         if cache_features:
             self._cache_all(progress, seed, chunk)
         else:
@@ -131,6 +134,8 @@ class AsrDataset(torch.utils.data.Dataset):
         self.durations = [self.durations[i] for i in indices]
         if self.feats is not None:
             self.feats = [self.feats[i] for i in indices]
+        if self.waves is not None:
+            self.waves = [self.waves[i] for i in indices]
 
     def report(self, i: int, error: AudioError) -> None:
         """Report bad item ``i`` once (one line on stderr) and count it."""
@@ -173,6 +178,8 @@ class AsrDataset(torch.utils.data.Dataset):
             out = iter(self._featurize(good, generator) if good else [])
             feats.extend(next(out) if w is not None else None for w in waves)
             durations.extend(len(w) / self.sample_rate if w is not None else None for w in waves)
+            if self.waves is not None:
+                self.waves.extend(waves)
             bar.update(len(waves))
         bar.close()
         self.fbank.eval()
@@ -193,3 +200,31 @@ class AsrDataset(torch.utils.data.Dataset):
                 kept.append(i)
         self.durations = durations
         self.keep(kept)
+
+
+class AugmentedDataset(torch.utils.data.Dataset):
+    """A cached :class:`AsrDataset` (``keep_waves=True``) whose items are augmented waveforms, featurized anew.
+
+    Keys are ``(index, epoch)``: the augmentation of item ``index`` in ``epoch`` draws from a generator
+    seeded by ``(seed, epoch, index)``, so it is the same in any DataLoader worker and after a resume. An
+    item the augmenter left untouched, or made shorter than ``min_frames`` frames (the model's minimum),
+    gets its cached features.
+    """
+
+    def __init__(self, base: AsrDataset, augmenter, seed: int = 0, min_frames: int = 1):
+        if base.waves is None:
+            raise ValueError("AugmentedDataset needs an AsrDataset built with keep_waves=True")
+        self.base, self.augmenter, self.seed, self.min_frames = base, augmenter, seed, min_frames
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: tuple[int, int]) -> Item:
+        index, epoch = key
+        rng = np.random.default_rng([self.seed, epoch, index])
+        wave, changed = self.augmenter(self.base.waves[index], rng)
+        b = self.base
+        feats = b.feats[index]
+        if changed and b.fbank.num_frames(len(wave)) >= self.min_frames:
+            feats = b._featurize([wave])[0]
+        return Item(feats, b.tokens[index], b.texts[index], b.rows[index].id)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ceasr.config import ExperimentConfig
-from ceasr.data.dataset import AsrDataset, Batch, collate
+from ceasr.data.dataset import AsrDataset, AugmentedDataset, Batch, collate
 from ceasr.data.manifest import Utterance
 from ceasr.data.sampler import DurationBucketSampler
 from ceasr.errors import CeasrError, ConfigError
@@ -83,6 +83,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     sampler: DurationBucketSampler
     train_set: AsrDataset
+    augmented: AugmentedDataset | None  # train_set's items augmented on the fly (augment.enabled)
     dev_set: AsrDataset | None  # rank 0 only
     spec: torch.nn.Module | None
     state: Progress
@@ -136,7 +137,7 @@ def _setup(cfg, train_rows, dev_rows, out_dir: Path, resume: bool, d, progress: 
     model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
     min_frames = getattr(model.embed, "min_frames", 1)
     show = progress and d.is_main
-    train_set, skipped = build_dataset(train_rows, tokenizer, cfg, min_frames, show)
+    train_set, skipped = build_dataset(train_rows, tokenizer, cfg, min_frames, show, keep_waves=cfg.augment.enabled)
     dev_set = build_dataset(dev_rows, tokenizer, cfg, min_frames, show)[0] if d.is_main and dev_rows else None
     if len(train_set) == 0:
         raise CeasrError("no usable training utterances (every one was unreadable or too short)")
@@ -161,9 +162,15 @@ def _setup(cfg, train_rows, dev_rows, out_dir: Path, resume: bool, d, progress: 
         unused = cfg.model.ctc_weight in (0.0, 1.0)
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused)
     spec = SpecAugment() if tc.spec_augment else None
+    augmented = None
+    if cfg.augment.enabled:
+        from ceasr.data.augment import Augmenter
+
+        augmenter = Augmenter(cfg.augment, babble_sources=train_set.waves, sr=cfg.features.sample_rate)
+        augmented = AugmentedDataset(train_set, augmenter, seed=tc.seed, min_frames=min_frames)
     return Run(
-        cfg, out_dir, d, tokenizer, model, net, optimizer, scheduler, sampler, train_set, dev_set, spec,
-        state, total_steps, skipped,
+        cfg, out_dir, d, tokenizer, model, net, optimizer, scheduler, sampler, train_set, augmented, dev_set,
+        spec, state, total_steps, skipped,
     )
 
 
@@ -175,7 +182,7 @@ def _fit(run: Run, monitor: Monitor) -> None:
         return state.step >= run.total_steps if tc.max_steps > 0 else state.epoch >= tc.max_epochs
 
     while not finished():
-        for group in _groups(run.train_set, run.sampler, tc.accum_steps):
+        for group in _groups(batches(run), tc.accum_steps):
             if finished():  # checked before a step, so an epoch whose last step ends training still ends
                 break
             state.position += len(group)
@@ -263,11 +270,48 @@ def _all_finite(d, loss: torch.Tensor) -> bool:
     return distributed.all_reduce_sum(d, bad).item() == 0.0
 
 
-def _groups(dataset: AsrDataset, sampler: DurationBucketSampler, size: int):
-    """The rest of the sampler's epoch as collated batches, ``size`` at a time (fewer at the end)."""
+def batches(run: Run):
+    """This rank's collated batches for the rest of the sampler's epoch.
+
+    Without augmentation they come straight from the cached features. With it, a DataLoader runs the
+    augmentation and the feature extraction in ``train.num_workers`` worker processes (in this process
+    when 0), keyed by ``(index, epoch)`` so what an item gets depends on neither the worker nor a resume.
+    """
+    if run.augmented is None:
+        for indices in run.sampler:
+            yield collate([run.train_set[i] for i in indices])
+        return
+    loader = torch.utils.data.DataLoader(
+        run.augmented, batch_sampler=_EpochKeys(run.sampler), collate_fn=collate,
+        num_workers=run.cfg.train.num_workers, worker_init_fn=_one_thread,
+    )
+    yield from loader
+
+
+class _EpochKeys:
+    """The sampler's batches as ``(index, epoch)`` keys for :class:`AugmentedDataset`."""
+
+    def __init__(self, sampler: DurationBucketSampler):
+        self.sampler = sampler
+
+    def __iter__(self):
+        for indices in self.sampler:
+            yield [(i, self.sampler.epoch) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def _one_thread(worker_id: int) -> None:
+    # A worker featurizes one utterance at a time; more threads would only contend with training's.
+    torch.set_num_threads(1)
+
+
+def _groups(batches, size: int):
+    """``batches`` ``size`` at a time (fewer at the end)."""
     group = []
-    for indices in sampler:
-        group.append(collate([dataset[i] for i in indices]))
+    for batch in batches:
+        group.append(batch)
         if len(group) == size:
             yield group
             group = []

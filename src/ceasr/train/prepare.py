@@ -31,7 +31,7 @@ def prepare_run(
     """``(cfg, tokenizer, checkpoint to resume from or None)``; writes config and tokenizer on a fresh start.
 
     On resume the ``features``/``tokenizer``/``model`` sections come from the saved ``config.json`` (the
-    weights need them); ``train`` and ``decode`` come from ``cfg``, so e.g. ``max_steps`` can be raised.
+    weights need them); ``train``, ``decode`` and ``augment`` come from ``cfg``, so e.g. ``max_steps`` can be raised.
     """
     from ceasr.text.tokenizer import load_tokenizer
 
@@ -58,7 +58,7 @@ def _saved_config(out_dir: Path, cfg: ExperimentConfig) -> ExperimentConfig:
         saved = from_dict(ExperimentConfig, json.loads(path.read_text()))
     except (OSError, json.JSONDecodeError) as e:
         raise CeasrError(f"{path}: cannot read the run's config ({e})") from None
-    return dataclasses.replace(saved, train=cfg.train, decode=cfg.decode)
+    return dataclasses.replace(saved, train=cfg.train, decode=cfg.decode, augment=cfg.augment)
 
 
 def _train_tokenizer(cfg: ExperimentConfig, rows: list[Utterance], target: Path) -> None:
@@ -78,12 +78,16 @@ def _train_tokenizer(cfg: ExperimentConfig, rows: list[Utterance], target: Path)
         raise
 
 
-def build_dataset(rows, tokenizer, cfg: ExperimentConfig, min_frames: int, progress: bool) -> tuple[AsrDataset, int]:
+def build_dataset(rows, tokenizer, cfg: ExperimentConfig, min_frames: int, progress: bool,
+                  keep_waves: bool = False) -> tuple[AsrDataset, int]:
     """A cached dataset without the utterances the model cannot take; ``(dataset, how many were dropped)``.
+
+    ``keep_waves`` keeps the waveforms too (for on-the-fly augmentation).
 
     Unreadable audio and utterances shorter than ``min_frames`` feature frames are each reported in one line.
     """
-    dataset = AsrDataset(rows, tokenizer, cfg.features, cache_features=True, progress=progress, seed=cfg.train.seed)
+    dataset = AsrDataset(rows, tokenizer, cfg.features, cache_features=True, progress=progress, seed=cfg.train.seed,
+                         keep_waves=keep_waves)
     keep = []
     for i, feats in enumerate(dataset.feats):
         if feats.shape[0] >= min_frames:
