@@ -7,7 +7,10 @@ rebuilt from our context tuples (ids of the last ``order - 1`` symbols), cached 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +32,19 @@ def available() -> bool:
     return True
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class KenlmLM(LanguageModel):
     """An ARPA or KenLM-binary model queried by ``kenlm.Model``; ``words`` is its vocabulary."""
 
@@ -36,7 +52,8 @@ class KenlmLM(LanguageModel):
         import kenlm
 
         try:
-            self.model = kenlm.Model(str(path))
+            with _quiet_stderr():  # kenlm draws a loading progress bar on fd 2
+                self.model = kenlm.Model(str(path))
         except (OSError, RuntimeError) as e:
             raise CeasrError(f"{path}: kenlm cannot load it ({e})") from None
         self.units, self.tokenizer, self.order = units, tokenizer, self.model.order
