@@ -146,7 +146,7 @@ def main() -> None:
     ngram, neural = load_lm(out / "word3", backend="python"), load_lm(out / "transformer")
     ppl = {k: json.loads((out / k / "lm.json").read_text())["heldout"]["perplexity"] for k in ("word3", "transformer")}
     arpa = str((out / "word3/lm.arpa").resolve())
-    labels = ["", "⁇", "⁇"] + list(pieces[3:])
+    labels = ["", "▁⁇▁", "⁇⁇"] + list(pieces[3:])  # blank, then unk and sos/eos (never emitted by CTC)
 
     conds = {"clean": None}
     try:
