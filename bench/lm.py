@@ -211,6 +211,7 @@ def main() -> None:
     full_rtf = median(real_time_factors(full, waves))
 
     hot_rows, words = hotword_rows(out, {normalize(r.text) for r in read_manifest(data / "train.jsonl")[0]})
+    words = [w for w in words if tok.unk_id not in tok.encode(w)]  # spellable with the model's pieces
     hlps, hrefs, _ = log_probs_of(rec, hot_rows)
     hot = Hotwords([(tok.encode(w), 3.0) for w in words])
     f_plain, f_hot = fused(best_ng["lm_weight"], best_ng["length_bonus"]), None
