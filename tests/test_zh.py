@@ -150,3 +150,25 @@ def test_language_parts_hand_computed():
     assert corpus_errors(refs, hyps, "mixed") == ErrorCounts(S=2, N=7)
     assert corpus_errors(refs, hyps, "zh") == ErrorCounts(S=1, N=6)
     assert corpus_errors(refs, hyps, "en") == ErrorCounts(S=1, N=1)
+
+
+def test_evaluate_scores_mixed_manifests():
+    from ceasr.data.manifest import Utterance
+    from ceasr.evaluate import score
+
+    rows = [Utterance("a.wav", "打開 Lights", "1", lang="zh"), Utterance("b.wav", "前進10米", "2", lang="zh-CN"),
+            Utterance("c.wav", "Turn on the lights", "3", lang="en")]
+    hyps = ["打开 light", "前进十 米", "turn on the 的 lights"]
+    report = score(rows, hyps)
+    m = report.mixed
+    assert m.mer == ErrorCounts(S=1, I=1, N=3 + 4 + 4)
+    assert m.by_language == {"mixed": ErrorCounts(S=1, N=3), "zh": ErrorCounts(N=4), "en": ErrorCounts(I=1, N=4)}
+    assert m.zh_chars == ErrorCounts(I=1, N=6) and m.en_words == ErrorCounts(S=1, N=5)
+    assert m.language_correct == 2  # the third hypothesis is mixed, its reference English
+    lines = report.summary_lines().splitlines()
+    assert lines[-1] == "MER=0.1818 S=1 D=0 I=1 N=11"
+    assert "zh utterances: CER=0.0000 S=0 D=0 I=0 N=4" in lines
+    assert "language tag accuracy=0.6667 (2/3 utterances)" in lines
+    assert report.results[1]["hyp_lang"] == "zh" and report.results[2]["lang"] == "en"
+    english = score(rows[2:], ["turn on the lights"])
+    assert english.mixed is None and english.summary_lines().splitlines()[-1].startswith("WER=0.0000")
