@@ -19,8 +19,9 @@ from ceasr.errors import CeasrError
 pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng"), reason="needs espeak-ng (apt-get install espeak-ng)")
 
 # Written out by hand from the domain, independently of domain_zh's templates.
-ZH_COMMAND_CHARS = set("前进后退米左右转向停止开始取消是的不打关闭灯风扇暖气收音机电视音量调高低播放乐暂下一首上门窗户车库"
-                       "设置分钟定时器现在几点两三四五六七八九十")
+ZH_COMMAND_CHARS = set("前进后退米左右转向停止开始取消是的不打关闭灯风扇暖气收音机电视"
+                       "音量调高低播放乐暂下一首上门窗户车库设置分钟定时器现在几点"
+                       "两三四五六七八九十")
 MIXED_ENGLISH = set("lights fan heater radio television music volume song door window garage timer left right "
                     "play stop cancel".split())
 
@@ -35,7 +36,8 @@ def test_zh_domains():
     assert set("".join(digits)) == set("零幺一二三四五六七八九")
     assert all(1 <= len(d) <= domain_zh.MAX_DIGITS for d in digits)
     commands = domain_zh.phrases(domain_zh.ZH_COMMAND_TEMPLATES)
-    assert {"前进十米", "左转", "打开灯", "关闭风扇", "音量调高", "播放音乐", "设置五分钟的定时器", "现在几点"} <= set(commands)
+    expected = {"前进十米", "左转", "打开灯", "关闭风扇", "音量调高", "播放音乐", "设置五分钟的定时器", "现在几点"}
+    assert expected <= set(commands)
     assert set("".join(commands)) <= ZH_COMMAND_CHARS and " " not in "".join(commands)
     mixed = domain_zh.phrases(domain_zh.MIXED_COMMAND_TEMPLATES)
     assert {"打开 lights", "播放 music", "把 volume 调高", "下一首 song"} <= set(mixed)
@@ -68,7 +70,8 @@ def test_languages_voices_and_split(corpus):
     kinds = set()
     for split in synth.SPLITS:
         for row in rows_of(corpus, split):
-            kind = "mixed" if han(row["text"]) and re.search("[a-z]", row["text"]) else "zh" if han(row["text"]) else "en"
+            latin, chinese = re.search("[a-z]", row["text"]), han(row["text"])
+            kind = "mixed" if latin and chinese else "zh" if chinese else "en"
             kinds.add(kind)
             assert row["lang"] == ("en" if kind == "en" else "zh")
             assert ("cmn" in row["speaker"]) == (kind != "en")  # Chinese text is spoken by a Mandarin voice
@@ -135,8 +138,8 @@ def ceasr_cli(*args):
 
 @pytest.mark.slow
 def test_cli_bilingual_pipeline(corpus, tmp_path):
-    ceasr_cli("train", "--train", corpus / "train.jsonl", "--dev", corpus / "dev.jsonl", "--out", tmp_path / "exp",
-              *TINY)
+    ceasr_cli("train", "--train", corpus / "train.jsonl", "--dev", corpus / "dev.jsonl",
+              "--out", tmp_path / "exp", *TINY)
     tok = json.loads((tmp_path / "exp/model/tokenizer/tokenizer.json").read_text())
     assert tok["kind"] == "bilingual" and tok["chars"]
     r = ceasr_cli("evaluate", "--model", tmp_path / "exp/model", "--manifest", corpus / "test.jsonl",

@@ -15,7 +15,7 @@ from ceasr.text.zh import normalize_zh, zh_cardinal
 
 @pytest.mark.parametrize("text, expected", [
     ("打開 燈", "打开灯"),  # traditional -> simplified, spaces between characters go
-    ("請設置５分鐘的計時器。", "请设置五分钟的计时器"),  # full-width digit, traditional, punctuation
+    ("請設置５分鐘的計時器。", "请设置五分钟的计时器"),  # full-width, traditional, punctuation
     ("把Volume調高一點！", "把 volume 调高一点"),  # English glued to Chinese gets one space, lowercased
     ("打开「灯」、然后？", "打开灯然后"),
     ("我 在 家 ， Hello  World。", "我在家 hello world"),
@@ -40,8 +40,9 @@ def test_zh_registered():
 
 
 @pytest.mark.parametrize("n, expected", [
-    (0, "零"), (7, "七"), (10, "十"), (12, "十二"), (20, "二十"), (105, "一百零五"), (110, "一百一十"),
-    (1005, "一千零五"), (2024, "二千零二十四"), (10050, "一万零五十"), (100000, "十万"), (150000, "十五万"),
+    (0, "零"), (7, "七"), (10, "十"), (12, "十二"), (20, "二十"), (105, "一百零五"),
+    (110, "一百一十"), (1005, "一千零五"), (2024, "二千零二十四"), (10050, "一万零五十"),
+    (100000, "十万"), (150000, "十五万"),
     (1010000, "一百零一万"), (10001000, "一千万一千"), (99_999_999, "九千九百九十九万九千九百九十九"),
 ])
 def test_zh_cardinal(n, expected):
@@ -62,8 +63,8 @@ def test_units_and_languages():
     assert [piece_language(p) for p in ("灯", "▁lig", "▁", "<unk>")] == ["zh", "en", "", "en"]
 
 
-MIXED = ["打开 lights", "播放 music", "把 volume 调高", "下一首 song", "前进十米", "turn on the lights",
-         "what time is it", "设置五分钟的 timer", "关闭 fan", "现在几点"]
+MIXED = ["打开 lights", "播放 music", "把 volume 调高", "下一首 song", "前进十米",
+         "turn on the lights", "what time is it", "设置五分钟的 timer", "关闭 fan", "现在几点"]
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +173,16 @@ def test_evaluate_scores_mixed_manifests():
     assert report.results[1]["hyp_lang"] == "zh" and report.results[2]["lang"] == "en"
     english = score(rows[2:], ["turn on the lights"])
     assert english.mixed is None and english.summary_lines().splitlines()[-1].startswith("WER=0.0000")
+
+
+def test_commonvoice_zh_cn_through_the_importer(tmp_path, tone):
+    from ceasr.data.importers import commonvoice
+
+    root = tmp_path / "cv-corpus" / "zh-CN"
+    tone(root / "clips" / "common_voice_zh-CN_1.mp3", 0.5, 48000)
+    (root / "train.tsv").write_text(
+        "client_id\tpath\tsentence\tlocale\n"
+        "u1\tcommon_voice_zh-CN_1.mp3\t請把音量調到３０，謝謝！\tzh-CN\n", encoding="utf-8")
+    rows, errors = commonvoice(root)
+    assert not errors and rows[0].lang == "zh-CN"
+    assert normalize(rows[0].text, rows[0].lang) == "请把音量调到三十谢谢"
