@@ -84,8 +84,11 @@ def test_json_format_and_batch_equals_single(trained):
     rows, _ = read_manifest(trained / "data/test.jsonl")
     r = ceasr_cli("transcribe", "--model", trained / "exp/model", "--format", "json", rows[0].audio)
     row = json.loads(r.stdout)
-    assert set(row) == {"path", "text", "tokens", "token_scores"}
-    assert len(row["tokens"]) == len(row["token_scores"])
+    assert set(row) == {"path", "text", "tokens", "token_scores", "language", "token_languages"}
+    assert len(row["tokens"]) == len(row["token_scores"]) == len(row["token_languages"])
+    # An English model: every token is English or letterless (the char tokenizer's word-start "▁").
+    assert [lang for lang in row["token_languages"]] == ["en" if p != "▁" else "" for p in row["tokens"]]
+    assert row["language"] == ("en" if "en" in row["token_languages"] else "")
     assert all(s <= 0 for s in row["token_scores"])  # log-probabilities
 
     api = ceasr.load_model(trained / "exp/model")

@@ -74,7 +74,9 @@ def test_normalize_languages():
     assert normalize("Two Cats", "en-US") == normalize("Two Cats", "en_GB") == "two cats"
     # A language without its own normalizer keeps its digits and loses case and punctuation.
     assert normalize("Straße 12, Ärger!", "de") == "straße 12 ärger"
-    assert normalize("打开 lights，3 个", "zh-CN") == "打开 lights 3 个"
+    assert normalize("Привет, 3 кота!", "ru") == "привет 3 кота"
+    # Chinese has its own (tests/test_zh.py): digits become Chinese numerals, spaces between characters go.
+    assert normalize("打开 lights，3 个", "zh-CN") == "打开 lights 三个"
 
 
 SENTENCES = [

@@ -13,15 +13,22 @@ from ceasr.audio import load as load_audio
 from ceasr.config import ExperimentConfig, with_overrides
 from ceasr.decode import Scorers, decode
 from ceasr.features import Fbank
+from ceasr.text.script import languages_to_label, piece_language
 
 
 @dataclass(frozen=True)
 class Transcript:
-    """One utterance's result: text plus each token with its log-probability (a confidence)."""
+    """One utterance's result: text plus each token with its log-probability (a confidence).
+
+    ``language`` is the utterance's: ``"zh"``, ``"en"``, ``"mixed"`` (both), or ``""`` (nothing recognized);
+    ``token_languages`` holds one tag per token (``""`` for a token without letters, like a bare "▁").
+    """
 
     text: str
     tokens: tuple[str, ...]
     token_scores: tuple[float, ...]
+    language: str = ""
+    token_languages: tuple[str, ...] = ()
 
 
 class Recognizer:
@@ -69,7 +76,11 @@ class Recognizer:
 
     def _to_transcript(self, hyp) -> Transcript:
         tokens = tuple(self.tokenizer.id_to_piece(t) for t in hyp.tokens)
-        return Transcript(self.tokenizer.decode(list(hyp.tokens)), tokens, tuple(hyp.token_scores))
+        # The bilingual tokenizer tags its own ids; for the others the piece's script decides.
+        tag = getattr(self.tokenizer, "language", None)
+        langs = tuple(tag(t) if tag else piece_language(p) for t, p in zip(hyp.tokens, tokens))
+        text = self.tokenizer.decode(list(hyp.tokens))
+        return Transcript(text, tokens, tuple(hyp.token_scores), languages_to_label(langs), langs)
 
 
 def _scorers(cfg, tokenizer, lm) -> Scorers | None:

@@ -24,11 +24,12 @@ def _cmd_synth(args) -> None:
         args.out,
         hours=args.hours,
         seed=args.seed,
-        domains=tuple(_split(args.domain)),
+        domains=tuple(_split(args.domain)) or None,
         text_file=args.text_file,
         engines=_split(args.engines) or None,
         holdout_engine=args.holdout_engine,
         jobs=args.jobs,
+        lang=args.lang,
     )
     print(summary)
 
@@ -128,7 +129,7 @@ def _cmd_transcribe(args) -> None:
 def _cmd_demo(args) -> None:
     from ceasr.demo import run_demo
 
-    run_demo(args.out, hours=args.hours, seed=args.seed, overrides=args.overrides)
+    run_demo(args.out, hours=args.hours, seed=args.seed, overrides=args.overrides, lang=args.lang)
 
 
 def _cmd_train_lm(args) -> None:
@@ -224,7 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--hours", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--domain", default="digits,commands", help="comma-separated: digits, commands")
+    p.add_argument("--domain", help="comma-separated: digits, commands, zh_digits, zh_commands, mixed_commands "
+                                    "(default: the language's)")
+    p.add_argument("--lang", default="en", choices=["en", "zh", "zh-en"],
+                   help="English (default), Mandarin, or both with mixed Chinese-English utterances")
     p.add_argument("--text-file", help="sentences to speak, one a line (replaces --domain)")
     p.add_argument("--engines", help="comma-separated TTS engines (default: every installed one)")
     p.add_argument("--holdout-engine", help="put every voice of this engine in the test split only")
@@ -285,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tune_decode)
 
     p = verbs.add_parser("demo", help="synthesize the default corpus, train, evaluate, transcribe")
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--out", default=None, help="default: runs/demo (en), runs/demo-zh-en (zh-en)")
+    p.add_argument("--lang", default="en", choices=["en", "zh-en"],
+                   help="the English demo (default) or the bilingual Chinese-English one")
     p.add_argument("--hours", type=float, default=None, help="corpus size (default: the demo's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("overrides", nargs="*", metavar="SECTION.FIELD=VALUE")

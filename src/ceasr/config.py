@@ -36,8 +36,8 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    kind: str = "bpe"  # bpe | char
-    vocab_size: int = 128  # for bpe; char vocabularies are as large as the text needs
+    kind: str = "bpe"  # bpe | char | bilingual (Chinese characters + English BPE)
+    vocab_size: int = 128  # bpe (bilingual: its English part); char vocabularies are as large as the text needs
 
 
 @dataclass(frozen=True)

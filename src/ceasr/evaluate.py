@@ -1,4 +1,10 @@
-"""Evaluate a recognizer on a manifest: per-utterance results as JSONL, corpus WER/CER, real-time factor."""
+"""Evaluate a recognizer on a manifest: per-utterance results as JSONL, corpus WER/CER, real-time factor.
+
+When a reference holds Chinese, the report adds the mixed error rate (MER: each Chinese character and each
+English word one unit), the CER of the Chinese part, the WER of the English part, the MER of each group of
+utterances by reference language (on Mandarin-only it is their CER, on English-only their WER), and how often
+the recognized utterance language (zh / en / mixed) is the reference's; its last line is then the MER.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +21,49 @@ from ceasr.audio import load as load_audio
 from ceasr.data.manifest import Utterance, read_reported
 from ceasr.errors import AudioError
 from ceasr.io import atomic_write_text
-from ceasr.metrics import ErrorCounts, char_errors, word_errors
+from ceasr.metrics import ErrorCounts, char_errors, language_errors, mixed_errors, word_errors
 from ceasr.text.normalize import normalize
+from ceasr.text.script import EN, MIXED, ZH, is_han, text_language
+
+LANGUAGE_UNIT = {ZH: "CER", EN: "WER", MIXED: "MER"}  # what the MER of an utterance group amounts to
+
+
+@dataclass
+class MixedReport:
+    """Chinese–English scores: MER over everything, its Chinese (CER) and English (WER) parts, MER by the
+    reference's language, and utterance language tags right out of how many."""
+
+    mer: ErrorCounts = field(default_factory=ErrorCounts)
+    zh_chars: ErrorCounts = field(default_factory=ErrorCounts)
+    en_words: ErrorCounts = field(default_factory=ErrorCounts)
+    by_language: dict[str, ErrorCounts] = field(default_factory=dict)
+    language_correct: int = 0
+    utterances: int = 0
+
+    def add(self, ref: str, hyp: str, result: dict) -> None:
+        """Score one utterance, adding its MER counts and languages to ``result``."""
+        counts, _ = mixed_errors(ref, hyp)
+        lang, hyp_lang = text_language(ref), text_language(hyp)
+        self.mer += counts
+        self.zh_chars += language_errors(ref, hyp, ZH)[0]
+        self.en_words += language_errors(ref, hyp, EN)[0]
+        self.by_language[lang] = self.by_language.get(lang, ErrorCounts()) + counts
+        self.language_correct += lang == hyp_lang
+        self.utterances += 1
+        result.update(lang=lang, hyp_lang=hyp_lang, MER={"S": counts.S, "D": counts.D, "I": counts.I, "N": counts.N})
+
+    @property
+    def language_accuracy(self) -> float:
+        return self.language_correct / max(self.utterances, 1)
+
+    def lines(self) -> list[str]:
+        """Summary lines, the MER last."""
+        out = [f"{lang or 'empty'} utterances: {c.summary(LANGUAGE_UNIT.get(lang, 'MER'))}"
+               for lang, c in sorted(self.by_language.items())]
+        out += [self.zh_chars.summary("CER(zh)"), self.en_words.summary("WER(en)"),
+                f"language tag accuracy={self.language_accuracy:.4f} "
+                f"({self.language_correct}/{self.utterances} utterances)", self.mer.summary("MER")]
+        return out
 
 
 @dataclass
@@ -31,22 +78,26 @@ class EvalReport:
     results: list[dict] = field(default_factory=list, repr=False)
     without_lm: ErrorCounts | None = None  # with an LM or hotwords: the same search without them
     lm_effect: dict[str, int] = field(default_factory=dict)  # per-utterance marks (see :func:`lm_effect`)
+    mixed: MixedReport | None = None  # when a reference holds Chinese
 
     @property
     def rtf(self) -> float:
         return self.decode_seconds / max(self.audio_seconds, 1e-9)
 
     def summary_lines(self) -> str:
-        """The report; its last line is ``WER=... S=.. D=.. I=.. N=..`` like every ceasr evaluation."""
+        """The report; its last line is ``WER=... S=.. D=.. I=.. N=..`` like every ceasr evaluation, or
+        ``MER=... S=.. D=.. I=.. N=..`` when the references hold Chinese."""
         head = (
             f"utterances={self.utterances} skipped={self.skipped} "
             f"audio={self.audio_seconds:.1f}s rtf={self.rtf:.4f}"
         )
         where = f"\nper-utterance results: {self.results_path}" if self.results_path else ""
+        lm_lines = []
         if self.without_lm is not None:
             marks = " ".join(f"{k}={v}" for k, v in sorted(self.lm_effect.items()))
-            where += f"\nLM/hotwords changed the output: {marks}\nwithout LM/hotwords: {self.without_lm.summary('WER')}"
-        return f"{head}{where}\n{self.chars.summary('CER')}\n{self.words.summary('WER')}"
+            lm_lines = [f"LM/hotwords changed the output: {marks}", f"without LM/hotwords: {self.without_lm.summary('WER')}"]
+        lines = [f"{head}{where}", *lm_lines, self.chars.summary("CER"), self.words.summary("WER")]
+        return "\n".join(lines + (self.mixed.lines() if self.mixed else []))
 
 
 def lm_effect(without: ErrorCounts, with_lm: ErrorCounts, same_text: bool) -> str:
@@ -75,29 +126,44 @@ def evaluate_rows(
             print(f"skipped: {e}", file=sys.stderr)
             skipped += 1
     hyps, seconds = _transcribe_all(recognizer, waves, batch_size)
-    baseline = None
+    report = score(kept, hyps)
+    report.skipped, report.decode_seconds = skipped, seconds
+    report.audio_seconds = sum(len(w) for w in waves) / recognizer.sample_rate
     if recognizer.scorers is not None:  # the same search without LM and hotwords, to mark what they changed
         baseline, _ = _transcribe_all(recognizer.with_decode(lm="", hotwords=""), waves, batch_size)
-    words, chars, results, without, effect = ErrorCounts(), ErrorCounts(), [], ErrorCounts(), {}
-    for i, utt in enumerate(kept):
-        ref = normalize(utt.text, utt.lang)
-        hyp = normalize(hyps[i], utt.lang)
+        _mark_lm_effect(report, kept, baseline)
+    return report, report.results
+
+
+def score(rows: list[Utterance], hyps: list[str]) -> EvalReport:
+    """Score hypotheses against the rows' normalized references (each normalized by its row's language);
+    the mixed Chinese–English scores are added when any reference holds a Chinese character."""
+    refs = [normalize(utt.text, utt.lang) for utt in rows]
+    hyps = [normalize(hyp, utt.lang) for utt, hyp in zip(rows, hyps)]
+    mixed = MixedReport() if any(is_han(c) for ref in refs for c in ref) else None
+    words, chars, results = ErrorCounts(), ErrorCounts(), []
+    for utt, ref, hyp in zip(rows, refs, hyps):
         w, _ = word_errors(ref, hyp)
         c, _ = char_errors(ref, hyp)
         words, chars = words + w, chars + c
         results.append({"id": utt.id, "ref": ref, "hyp": hyp, "S": w.S, "D": w.D, "I": w.I, "N": w.N})
-        if baseline is not None:
-            plain = normalize(baseline[i], utt.lang)
-            w0, _ = word_errors(ref, plain)
-            without = without + w0
-            mark = lm_effect(w0, w, plain == hyp)
-            effect[mark] = effect.get(mark, 0) + 1
-            results[-1].update({"hyp_without_lm": plain, "errors_without_lm": w0.errors, "lm": mark})
-    audio_seconds = sum(len(w) for w in waves) / recognizer.sample_rate
-    report = EvalReport(words, chars, len(kept), skipped, audio_seconds, seconds, results=results)
-    if baseline is not None:
-        report.without_lm, report.lm_effect = without, effect
-    return report, results
+        if mixed is not None:
+            mixed.add(ref, hyp, results[-1])
+    return EvalReport(words, chars, len(rows), 0, 0.0, 0.0, results=results, mixed=mixed)
+
+
+def _mark_lm_effect(report: EvalReport, rows: list[Utterance], baseline: list[str]) -> None:
+    """Add to each result the hypothesis without LM/hotwords and whether they fixed, broke or changed it."""
+    without, effect = ErrorCounts(), {}
+    for utt, result, plain in zip(rows, report.results, baseline):
+        plain = normalize(plain, utt.lang)
+        w0, _ = word_errors(result["ref"], plain)
+        w = ErrorCounts(result["S"], result["D"], result["I"], result["N"])
+        without = without + w0
+        mark = lm_effect(w0, w, plain == result["hyp"])
+        effect[mark] = effect.get(mark, 0) + 1
+        result.update({"hyp_without_lm": plain, "errors_without_lm": w0.errors, "lm": mark})
+    report.without_lm, report.lm_effect = without, effect
 
 
 def _transcribe_all(recognizer: Recognizer, waves: list[np.ndarray], batch_size: int) -> tuple[list[str], float]:

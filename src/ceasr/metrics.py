@@ -1,4 +1,7 @@
-"""Word and character error rates with their alignments (Levenshtein alignment by kaldialign).
+"""Word, character and mixed error rates with their alignments (Levenshtein alignment by kaldialign).
+
+The mixed error rate (MER) of Chinese–English text counts each Chinese character and each English word as
+one unit (:func:`ceasr.text.script.units`); its Chinese part alone gives a CER, its English part a WER.
 
 Corpus rates are totals: sum of errors over sum of reference lengths, never an average of per-utterance rates.
 """
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 import kaldialign
 
 from ceasr.errors import CeasrError, ConfigError
+from ceasr.text.script import EN, ZH, unit_language, units
 
 Alignment = list[tuple[str | None, str | None]]  # (ref item or None for an insertion, hyp item or None)
 
@@ -72,11 +76,31 @@ def char_errors(ref: str, hyp: str) -> tuple[ErrorCounts, Alignment]:
     return align_items([c for c in ref if not c.isspace()], [c for c in hyp if not c.isspace()])
 
 
-UNITS = {"word": word_errors, "char": char_errors}
+def mixed_errors(ref: str, hyp: str) -> tuple[ErrorCounts, Alignment]:
+    """Mixed errors: each Chinese character and each English word is one unit (spaces between Chinese
+    characters do not matter)."""
+    return align_items(units(ref), units(hyp))
+
+
+def language_errors(ref: str, hyp: str, lang: str) -> tuple[ErrorCounts, Alignment]:
+    """Errors over the units of one language (``"zh"``: Chinese characters, a CER; ``"en"``: English words, a
+    WER), the other language's units removed from both sides before aligning."""
+    return align_items([u for u in units(ref) if unit_language(u) == lang],
+                       [u for u in units(hyp) if unit_language(u) == lang])
+
+
+UNITS = {
+    "word": word_errors,
+    "char": char_errors,
+    "mixed": mixed_errors,
+    "zh": lambda ref, hyp: language_errors(ref, hyp, ZH),
+    "en": lambda ref, hyp: language_errors(ref, hyp, EN),
+}
 
 
 def corpus_errors(refs: list[str], hyps: list[str], unit: str = "word") -> ErrorCounts:
-    """Total error counts over a corpus of (reference, hypothesis) pairs, by ``unit`` ("word" or "char")."""
+    """Total error counts over a corpus of (reference, hypothesis) pairs, by ``unit``: "word", "char", "mixed"
+    (MER), "zh" (the Chinese characters' CER) or "en" (the English words' WER)."""
     if unit not in UNITS:
         raise ConfigError(f"unit={unit!r}: unknown error unit; known: {', '.join(UNITS)}")
     if len(refs) != len(hyps):

@@ -25,6 +25,8 @@ def transcribe_files(recognizer: Recognizer, files: list[str], fmt: str = "text"
                 "text": result.text,
                 "tokens": list(result.tokens),
                 "token_scores": [round(s, 4) for s in result.token_scores],
+                "language": result.language,
+                "token_languages": list(result.token_languages),
             }
             print(json.dumps(row, ensure_ascii=False), file=out, flush=True)
         else:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ceasr.data.domain_zh import ZH_DOMAINS
 from ceasr.errors import CeasrError
 from ceasr.text.normalize import normalize
 
@@ -66,7 +67,8 @@ def commands(rng: np.random.Generator) -> str:
     return _fill(words, NUMBER_WORDS[int(rng.integers(len(NUMBER_WORDS)))])
 
 
-DOMAINS = {"digits": digits, "commands": commands}
+# The Chinese and mixed domains (ceasr.data.domain_zh) are listed here too, so --domain can name any of them.
+DOMAINS = {"digits": digits, "commands": commands, **ZH_DOMAINS}
 
 
 class TextSource:
@@ -87,10 +89,11 @@ class TextSource:
         return DOMAINS[self.domains[int(rng.integers(len(self.domains)))]](rng)
 
 
-def read_text_file(path: str | Path) -> list[str]:
-    """Lines of a UTF-8 text file, normalized as training targets are (:func:`ceasr.text.normalize.normalize`:
-    numbers become words, punctuation goes), empty ones skipped. The TTS engine says the normalized line, so
-    audio and transcript agree. A missing, unreadable or empty file raises CeasrError naming it."""
+def read_text_file(path: str | Path, lang: str | None = None) -> list[str]:
+    """Lines of a UTF-8 text file, normalized as training targets are (:func:`ceasr.text.normalize.normalize`
+    for ``lang``, English by default: numbers become words, punctuation goes), empty ones skipped. The TTS
+    engine says the normalized line, so audio and transcript agree. A missing, unreadable or empty file raises
+    CeasrError naming it."""
     path = Path(path)
     try:
         raw = path.read_text(encoding="utf-8")
@@ -98,7 +101,7 @@ def read_text_file(path: str | Path) -> list[str]:
         raise CeasrError(f"{path}: no such text file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise CeasrError(f"{path}: cannot read text file ({e})") from None
-    lines = [text for text in map(normalize, raw.splitlines()) if text]
+    lines = [text for text in (normalize(line, lang) for line in raw.splitlines()) if text]
     if not lines:
         raise CeasrError(f"{path}: text file has no sentences (every line is empty after normalization)")
     return lines

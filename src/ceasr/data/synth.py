@@ -7,10 +7,16 @@ whatever the number of worker processes.
 
 Voices are split before any audio is made (see :func:`split_voices`): a speaker, and every voice sharing its
 timbre, lives in exactly one split, so dev and test measure unseen voices.
+
+``lang`` picks the language: English (the default), Mandarin (``zh``) or both with code-switched utterances
+(``zh-en``, see :mod:`ceasr.data.bilingual`). A mixed utterance is made by synthesizing each language's stretch
+with a voice of that language (one timbre, the espeak-ng variant, for both) and joining the stretches with
+short pauses; ``{split}.stretches.jsonl`` records where each stretch starts and ends.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -27,6 +33,8 @@ from ceasr.data.domain import DOMAINS, TextSource, command_phrases, read_text_fi
 from ceasr.data.manifest import Utterance, write_manifest
 from ceasr.data.voices import ENGINES, Voice
 from ceasr.errors import CeasrError
+from ceasr.io import atomic_write_text
+from ceasr.text.script import text_language
 
 __all__ = ["DOMAINS", "ENGINES", "SynthSummary", "Voice", "command_phrases", "postprocess", "split_voices",
            "synthesize"]
@@ -34,6 +42,12 @@ __all__ = ["DOMAINS", "ENGINES", "SynthSummary", "Voice", "command_phrases", "po
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+# The default text domains of each language ``synthesize`` speaks (zh-en: English, Mandarin and mixed).
+LANG_DOMAINS = {
+    "en": ("digits", "commands"),
+    "zh": ("zh_digits", "zh_commands"),
+    "zh-en": ("digits", "commands", "zh_digits", "zh_commands", "mixed_commands"),
+}
 SPLIT_SHARES = {"train": 0.78, "dev": 0.10, "test": 0.12}  # of each engine's voice groups
 MEAN_SECONDS_GUESS = 1.8  # first estimate of an utterance's length; later rounds use the measured mean
 MAX_ROUNDS = 20
@@ -58,6 +72,9 @@ class Job:
     peak_db: float  # peak level in dBFS
     noise_db: float  # RMS of the white-noise floor in dBFS
     path: str
+    lang: str = "en"  # the manifest's lang (the normalizer): "en", or "zh" for Mandarin and mixed text
+    stretches: tuple[tuple[str, Voice], ...] = ()  # mixed text: (text, voice) per one-language stretch
+    pauses: tuple[float, ...] = ()  # seconds of silence between consecutive stretches
 
 
 @dataclass
@@ -153,25 +170,70 @@ class _Planner:
         self.next_k = dict.fromkeys(splits, 0)
         self.turns = {(s, e): 0 for s, engines in self.by_engine.items() for e in engines}
 
+    def can_plan(self, split: str) -> bool:
+        return bool(self.by_engine[split])
+
     def plan(self, split: str, n: int) -> list[Job]:
         return [self._one(split) for _ in range(n)]
 
-    def _one(self, split: str) -> Job:
+    def _rng(self, split: str) -> tuple[str, np.random.Generator]:
+        """The next utterance id of ``split`` and its own RNG."""
         k = self.next_k[split]
         self.next_k[split] += 1
-        rng = np.random.default_rng([self.seed, SPLITS.index(split), k])
+        return f"{split}-{k:06d}", np.random.default_rng([self.seed, SPLITS.index(split), k])
+
+    def _english_voice(self, split: str, rng: np.random.Generator) -> Voice:
+        """An engine drawn by share, then that engine's next voice in turn."""
         engines = list(self.by_engine[split])
         weights = np.array([ENGINES[e].share for e in engines])
         engine = engines[int(rng.choice(len(engines), p=weights / weights.sum()))]
         voices = self.by_engine[split][engine]
         voice = voices[self.turns[split, engine] % len(voices)]
         self.turns[split, engine] += 1
-        uid = f"{split}-{k:06d}"
-        return Job(id=uid, split=split, voice=voice, text=self.source(rng), prosody=ENGINES[engine].prosody(rng),
+        return voice
+
+    def _one(self, split: str) -> Job:
+        uid, rng = self._rng(split)
+        voice = self._english_voice(split, rng)
+        return self._job(uid, split, voice, self.source(rng), rng)
+
+    def _job(self, uid: str, split: str, voice: Voice, text: str, rng: np.random.Generator, **extra) -> Job:
+        """The job with its prosody, padding and levels drawn from ``rng`` (after the voice and text)."""
+        return Job(id=uid, split=split, voice=voice, text=text, prosody=ENGINES[voice.engine].prosody(rng),
                    pad=tuple(round(float(p), 3) for p in rng.uniform(*PAD_SECONDS, size=2)),
                    peak_db=round(float(rng.uniform(*PEAK_DBFS)), 2),
                    noise_db=round(float(rng.uniform(*NOISE_DBFS)), 2),
-                   path=str(self.out_dir / "audio" / split / f"{uid}.wav"))
+                   path=str(self.out_dir / "audio" / split / f"{uid}.wav"), **extra)
+
+
+def loud_span(wave: np.ndarray) -> tuple[int, int]:
+    """(T,) 16 kHz wave → ``(start, stop)`` samples from the first to the end of the last 10 ms frame within
+    ``SILENCE_DB`` of the loudest; raises ValueError if the wave is silent."""
+    hop = audio.SAMPLE_RATE // 100  # 10 ms frames
+    frames = len(wave) // hop
+    rms = np.sqrt(np.mean(wave[: frames * hop].reshape(frames, hop).astype(np.float64) ** 2, axis=1))  # (F,)
+    if frames == 0 or rms.max() < 1e-4:
+        raise ValueError("the engine produced silence")
+    loud = np.flatnonzero(rms >= rms.max() * 10 ** (SILENCE_DB / 20))
+    return int(loud[0] * hop), int((loud[-1] + 1) * hop)
+
+
+def _render_stretches(job: Job) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Each stretch by its own voice (same prosody), trimmed to its speech, brought to one peak level and
+    joined with ``job.pauses`` of silence: ((T,) 16 kHz wave, [(start, end) seconds of each stretch])."""
+    parts, spans, at = [], [], 0
+    for i, (text, voice) in enumerate(job.stretches):
+        wave, rate = ENGINES[voice.engine].render(voice, text, job.prosody)
+        if rate != audio.SAMPLE_RATE:
+            wave = audio.resample(wave, rate, audio.SAMPLE_RATE)
+        start, stop = loud_span(wave)
+        wave = np.asarray(wave[start:stop], dtype=np.float32)
+        gap = np.zeros(round(job.pauses[i - 1] * audio.SAMPLE_RATE) if i else 0, np.float32)
+        parts += [gap, wave / np.abs(wave).max()]
+        at += len(gap)
+        spans.append((at / audio.SAMPLE_RATE, (at + len(wave)) / audio.SAMPLE_RATE))
+        at += len(wave)
+    return np.concatenate(parts), spans
 
 
 def postprocess(
@@ -185,14 +247,9 @@ def postprocess(
     if rate != audio.SAMPLE_RATE:
         wave = audio.resample(wave, rate, audio.SAMPLE_RATE)
     wave = np.asarray(wave, dtype=np.float32)
-    hop = audio.SAMPLE_RATE // 100  # 10 ms frames
-    frames = len(wave) // hop
-    rms = np.sqrt(np.mean(wave[: frames * hop].reshape(frames, hop).astype(np.float64) ** 2, axis=1))  # (F,)
-    if frames == 0 or rms.max() < 1e-4:
-        raise ValueError("the engine produced silence")
-    loud = np.flatnonzero(rms >= rms.max() * 10 ** (SILENCE_DB / 20))
+    start, stop = loud_span(wave)
     before, after = (round(p * audio.SAMPLE_RATE) for p in pad)
-    start, stop = loud[0] * hop - before, (loud[-1] + 1) * hop + after  # may reach outside the wave
+    start, stop = start - before, stop + after  # may reach outside the wave
     wave = np.concatenate([np.zeros(max(0, -start), np.float32), wave[max(0, start):stop],
                            np.zeros(max(0, stop - len(wave)), np.float32)])
     wave = wave * (10 ** (peak_db / 20) / np.abs(wave).max())
@@ -201,33 +258,44 @@ def postprocess(
     return wave.astype(np.float32)
 
 
-def render(job: Job) -> tuple[str, float | None, str | None]:
-    """Synthesize and write one job; returns ``(id, seconds, None)`` or ``(id, None, reason)``, never raises
-    for a failing engine so one bad call does not stop a run."""
+def render(job: Job) -> tuple[str, float | None, str | None, list[tuple[float, float]]]:
+    """Synthesize and write one job; returns ``(id, seconds, None, spans)`` or ``(id, None, reason, [])``,
+    never raises for a failing engine so one bad call does not stop a run. ``spans`` holds the (start, end)
+    seconds of each stretch of a mixed job in the written file, else of the whole speech."""
     try:
-        wave, rate = ENGINES[job.voice.engine].render(job.voice, job.text, job.prosody)
+        if job.stretches:
+            wave, spans = _render_stretches(job)
+            rate = audio.SAMPLE_RATE
+        else:
+            wave, rate = ENGINES[job.voice.engine].render(job.voice, job.text, job.prosody)
+            spans = None
         seed = int.from_bytes(job.id.encode()[-8:].rjust(8, b"\0"), "little")  # per utterance, stable
         wave = postprocess(wave, rate, job.pad, job.peak_db, job.noise_db, seed)
         audio.save(job.path, wave, audio.SAMPLE_RATE)
     except (RuntimeError, ValueError, CeasrError) as e:
-        return job.id, None, f"{job.id} ({job.voice.id}, {job.text!r}): {e}"
-    return job.id, len(wave) / audio.SAMPLE_RATE, None
+        return job.id, None, f"{job.id} ({job.voice.id}, {job.text!r}): {e}", []
+    seconds = len(wave) / audio.SAMPLE_RATE
+    spans = [(job.pad[0], seconds - job.pad[1])] if spans is None else [(a + job.pad[0], b + job.pad[0])
+                                                                         for a, b in spans]
+    return job.id, seconds, None, [(round(a, 3), round(b, 3)) for a, b in spans]
 
 
 def synthesize(
     out_dir: str | Path,
     hours: float = 0.5,
     seed: int = 0,
-    domains: tuple[str, ...] = ("digits", "commands"),
+    domains: tuple[str, ...] | None = None,
     text_file: str | Path | None = None,
     engines: tuple[str, ...] | list[str] | None = None,
     holdout_engine: str | None = None,
     jobs: int = 2,
     progress: bool = True,
+    lang: str = "en",
 ) -> SynthSummary:
     """Synthesize about ``hours`` of audio into ``out_dir`` (manifests ``{train,dev,test}.jsonl`` + ``audio/``).
 
-    Texts come from ``domains`` (see :data:`ceasr.data.domain.DOMAINS`), or from the lines of ``text_file``.
+    Texts come from ``domains`` (see :data:`ceasr.data.domain.DOMAINS`; default: ``LANG_DOMAINS[lang]``), or
+    from the lines of ``text_file`` (normalized for ``lang``). ``lang`` is "en", "zh" or "zh-en" (see above).
     ``engines`` defaults to every installed one; ``holdout_engine`` puts all of that engine's voices in test.
     Splits get audio in proportion to their voices; each stops at the first utterance that reaches its share.
     ``jobs`` worker processes run the TTS calls. A failing call is logged, counted and skipped.
@@ -237,33 +305,53 @@ def synthesize(
         raise CeasrError(f"hours must be positive, got {hours}")
     if jobs < 1:
         raise CeasrError(f"jobs must be at least 1, got {jobs}")
-    names = installed_engines(engines)
+    if lang not in LANG_DOMAINS:
+        raise CeasrError(f"unknown language {lang!r} for synthesis; known: {', '.join(LANG_DOMAINS)}")
+    names = installed_engines(engines if lang != "zh" else (engines or ["espeak-ng"]))
     if holdout_engine is not None and holdout_engine not in names:
         raise CeasrError(f"holdout engine {holdout_engine!r} is not among the engines used ({', '.join(names)})")
-    domains = (domains,) if isinstance(domains, str) else tuple(domains)
-    source = TextSource(lines=read_text_file(text_file)) if text_file is not None else TextSource(domains)
+    domains = (domains,) if isinstance(domains, str) else tuple(domains or LANG_DOMAINS[lang])
+    source = TextSource(lines=read_text_file(text_file, lang)) if text_file is not None else TextSource(domains)
     out_dir = Path(out_dir).resolve()  # write_manifest stores paths relative to the resolved folder
-    voices = [v for name in names for v in ENGINES[name].voices()]
-    splits = split_voices(voices, seed, holdout_engine)
+    voices = [v for name in names for v in ENGINES[name].voices()] if lang != "zh" else []
+    mandarin = _mandarin_voices(names) if lang != "en" else []
+    splits = split_voices(voices + mandarin, seed, holdout_engine)
     if not splits["train"]:
         raise CeasrError(f"no voice left for training: every voice of {', '.join(names)} is held out")
-    targets = {s: hours * 3600 * len(splits[s]) / len(voices) for s in SPLITS}
+    targets = {s: hours * 3600 * len(splits[s]) / len(voices + mandarin) for s in SPLITS}
     summary = SynthSummary(out_dir, tuple(names))
-    made = _render_all(_Planner(splits, source, seed, out_dir), targets, jobs, progress, summary.failures)
+    if lang == "en":
+        planner = _Planner(splits, source, seed, out_dir)
+    else:
+        from ceasr.data.bilingual import BilingualPlanner  # it builds on this module
+
+        planner = BilingualPlanner(splits, set(mandarin), source, seed, out_dir)
+    made = _render_all(planner, targets, jobs, progress, summary.failures)
     for split in SPLITS:
-        rows = _keep_until(made[split], targets[split])
+        rows, stretches = _keep_until(made[split], targets[split])
         write_manifest(out_dir / f"{split}.jsonl", rows)
+        if lang != "en":
+            atomic_write_text(out_dir / f"{split}.stretches.jsonl", stretches)
         _remove_stale(out_dir / "audio" / split, split, rows)
         summary.splits[split] = SplitStats(len(rows), sum(r.duration for r in rows), len({r.speaker for r in rows}))
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
 
+def _mandarin_voices(names: list[str]) -> list[Voice]:
+    """espeak-ng's Mandarin voices; a CeasrError when espeak-ng is not among the engines or has none."""
+    voices = ENGINES["espeak-ng"].mandarin_voices() if "espeak-ng" in names else []
+    if not voices:
+        raise CeasrError("Mandarin needs espeak-ng with a Mandarin voice (espeak-ng --voices=zh lists none "
+                         "that reads Chinese characters, or espeak-ng is not among the engines)")
+    return voices
+
+
 def _render_all(planner: _Planner, targets: dict[str, float], jobs: int, progress: bool,
-                failures: list[str]) -> dict[str, list[tuple[Job, float]]]:
+                failures: list[str]) -> dict[str, list[tuple[Job, float, list]]]:
     """Render in rounds until every split has its target seconds: each round plans what the remaining
     seconds need at the mean length measured so far (plus 5 %), so a run takes two or three rounds."""
-    made: dict[str, list[tuple[Job, float]]] = {s: [] for s in SPLITS}
+    made: dict[str, list[tuple[Job, float, list]]] = {s: [] for s in SPLITS}
     mean, produced = MEAN_SECONDS_GUESS, 0.0
     total = math.ceil(sum(targets.values()))
     # Counted in whole seconds of audio, so the rate reads as seconds of audio per wall second.
@@ -275,23 +363,23 @@ def _render_all(planner: _Planner, targets: dict[str, float], jobs: int, progres
         for _ in range(MAX_ROUNDS):
             batch = []
             for split, target in targets.items():
-                remaining = target - sum(seconds for _, seconds in made[split])
-                if remaining > 0 and planner.by_engine[split]:
+                remaining = target - sum(seconds for _, seconds, _ in made[split])
+                if remaining > 0 and planner.can_plan(split):
                     batch += planner.plan(split, math.ceil(remaining / mean * 1.05))
             if not batch:
                 break
             by_id = {job.id: job for job in batch}
             chunk = max(1, len(batch) // (8 * jobs))
             results = pool.imap_unordered(render, batch, chunk) if pool else map(render, batch)
-            for uid, seconds, error in results:
+            for uid, seconds, error, spans in results:
                 if error is not None:
                     log.warning("skipped %s", error)
                     failures.append(error)
                     continue
-                made[by_id[uid].split].append((by_id[uid], seconds))
+                made[by_id[uid].split].append((by_id[uid], seconds, spans))
                 produced += seconds
                 bar.update(min(total, int(produced)) - bar.n)
-            lengths = [seconds for pairs in made.values() for _, seconds in pairs]
+            lengths = [seconds for triples in made.values() for _, seconds, _ in triples]
             if not lengths:
                 raise CeasrError(f"no utterance could be synthesized; first failure: {failures[0]}")
             mean = float(np.mean(lengths))
@@ -299,18 +387,22 @@ def _render_all(planner: _Planner, targets: dict[str, float], jobs: int, progres
     return made
 
 
-def _keep_until(made: list[tuple[Job, float]], target: float) -> list[Utterance]:
+def _keep_until(made: list[tuple[Job, float, list]], target: float) -> tuple[list[Utterance], str]:
     """Utterances in plan order up to the first that reaches ``target`` seconds; the rest are deleted, so the
-    result does not depend on how the rounds fell."""
-    rows, total = [], 0.0
-    for job, seconds in sorted(made, key=lambda pair: pair[0].id):
+    result does not depend on how the rounds fell. Also their stretches as JSON lines: per utterance, each
+    one-language stretch's language, text, and start and end in seconds."""
+    rows, lines, total = [], [], 0.0
+    for job, seconds, spans in sorted(made, key=lambda triple: triple[0].id):
         if total >= target:
             Path(job.path).unlink(missing_ok=True)
             continue
         total += seconds
         rows.append(Utterance(audio=job.path, text=job.text, id=job.id, duration=round(seconds, 4),
-                              speaker=job.voice.id, lang="en"))
-    return rows
+                              speaker=job.voice.id, lang=job.lang))
+        texts = [text for text, _ in job.stretches] or [job.text]
+        stretches = [{"lang": text_language(t), "text": t, "start": a, "end": b} for t, (a, b) in zip(texts, spans)]
+        lines.append(json.dumps({"id": job.id, "stretches": stretches}, ensure_ascii=False) + "\n")
+    return rows, "".join(lines)
 
 
 def _remove_stale(folder: Path, split: str, rows: list[Utterance]) -> None:

@@ -1,5 +1,7 @@
 """Offline TTS engines for the synthetic corpus: which voices each has, how to vary them, how to call them.
 
+espeak-ng also speaks Mandarin (:meth:`Espeak.mandarin_voices`) for the bilingual corpus.
+
 An engine is an object with ``name``, ``share`` (its weight when a split's utterances are shared between
 engines), ``available()``, ``voices()``, ``prosody(rng)`` and ``render(voice, text, prosody) -> (wave, rate)``.
 :data:`ENGINES` names them. What is installed is detected at run time; nothing is downloaded.
@@ -81,6 +83,13 @@ class Espeak:
         return [Voice(self.name, accent, variant, f"{self.name}:+{variant}")
                 for accent in _espeak_accents() for variant in variants]
 
+    def mandarin_voices(self) -> list[Voice]:
+        """Mandarin voices (every variant of each usable Mandarin voice); a variant's group is the one its
+        English voices have, so one timbre stays in one split across both languages."""
+        variants = [""] + _espeak_variants()
+        return [Voice(self.name, name, variant, f"{self.name}:+{variant}")
+                for name in _espeak_mandarin() for variant in variants]
+
     def prosody(self, rng: np.random.Generator) -> dict:
         # rate in words per minute, pitch 0..99 (50 is the voice's own), amplitude kept low enough not to clip,
         # gap between words in units of 10 ms.
@@ -103,6 +112,21 @@ def _espeak_accents() -> list[str]:
     rows = [line.split() for line in _run(["espeak-ng", "--voices=en"]).decode().splitlines()[1:]]
     accents = {row[1] for row in rows if len(row) >= 5 and row[1].startswith("en") and not row[4].startswith("mb/")}
     return sorted(accents)
+
+
+MANDARIN_PROBE = "打开"
+
+
+@cache
+def _espeak_mandarin() -> list[str]:
+    """Mandarin voices from ``espeak-ng --voices=zh`` (``cmn...``; MBROLA ones left out) that read Chinese
+    characters themselves. Some espeak-ng releases (1.51) ship a ``cmn`` voice that turns characters into
+    tone-numbered pinyin and reads that as English; a probe (``-x``, phonemes only) shows it as a switch to
+    ``(en)``, and such a voice is skipped. Its sibling ``cmn-latn-pinyin`` reads characters correctly."""
+    rows = [line.split() for line in _run(["espeak-ng", "--voices=zh"]).decode().splitlines()[1:]]
+    names = sorted({row[1] for row in rows
+                    if len(row) >= 5 and row[1].startswith("cmn") and not row[4].startswith("mb/")})
+    return [n for n in names if "(en)" not in _run(["espeak-ng", "-q", "-x", "-v", n, MANDARIN_PROBE]).decode()]
 
 
 @cache

@@ -16,13 +16,16 @@ English policy (:func:`normalize_en`), applied in this order:
 5. Whitespace is collapsed and trimmed.
 
 Letters of every script survive step 4, so CJK characters pass through unchanged while CJK punctuation
-(，。！？、「」 ...) is removed. A language with other rules (e.g. Chinese numerals) gets its own entry.
+(，。！？、「」 ...) is removed. A language with other rules gets its own entry: Chinese (``zh``, also
+``zh-CN``/``zh-TW``/``zh-HK``) is :func:`ceasr.text.zh.normalize_zh` (simplified characters, Chinese numerals).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+from ceasr.text.zh import normalize_zh
 
 
 _ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -124,7 +127,7 @@ def normalize_basic(text: str) -> str:
     return " ".join(_strip_punctuation(text).split())
 
 
-NORMALIZERS = {"en": normalize_en}
+NORMALIZERS = {"en": normalize_en, "zh": normalize_zh}
 
 
 def normalize(text: str, lang: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Tokenizers: characters or SentencePiece BPE, behind one interface with fixed special ids.
+"""Tokenizers: characters, SentencePiece BPE, or bilingual (Chinese characters + English BPE), behind one
+interface with fixed special ids.
 
 Ids 0, 1 and 2 are always ``<blank>`` (the CTC blank), ``<unk>`` and ``<sos/eos>`` (start and end of the
 attention decoder's sequences); real tokens start at 3. Both kinds mark word starts with "▁" (U+2581):
@@ -6,7 +7,7 @@ the BPE kind as SentencePiece does (glued to the word's first piece), the char k
 between words. Texts given here are already normalized (see :mod:`ceasr.text.normalize`).
 
 A tokenizer is saved as a directory: ``tokenizer.json`` (``{"kind": ...}`` plus the char list) and, for
-BPE, ``bpe.model`` (the SentencePiece model proto). ``tokenizer.json`` is written last, atomically.
+BPE and bilingual, ``bpe.model`` (the SentencePiece model proto). ``tokenizer.json`` is written last, atomically.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import sentencepiece as spm
 from ceasr.config import TokenizerConfig
 from ceasr.errors import ConfigError
 from ceasr.io import atomic_write_bytes, atomic_write_text
+from ceasr.text.script import EN, ZH, is_han, runs
 
 BLANK, UNK, SOS_EOS = "<blank>", "<unk>", "<sos/eos>"
 SPECIALS = (BLANK, UNK, SOS_EOS)
@@ -173,7 +175,100 @@ class BpeTokenizer(_Specials):
             raise ConfigError(f"{path}: not a SentencePiece model ({str(e).splitlines()[0]})") from None
 
 
-TOKENIZERS = {"char": CharTokenizer, "bpe": BpeTokenizer}
+class BilingualTokenizer(_Specials):
+    """Chinese characters as units plus SentencePiece BPE for English, in one vocabulary.
+
+    Ids: the specials (0-2), then the English BPE pieces at the ids SentencePiece gives them (its own
+    specials sit at 0-2 too), then one id per Chinese character. Each token has a language tag
+    (:meth:`language`): ``"en"`` for BPE pieces, ``"zh"`` for characters, ``""`` for the specials. Texts are
+    split into one-language stretches by script (:func:`ceasr.text.script.runs`), so English glued to Chinese
+    (``"打开lights"``) encodes like the normalized ``"打开 lights"``; decoding joins Chinese characters without
+    spaces and puts one space where the language changes.
+    """
+
+    kind = "bilingual"
+
+    def __init__(self, chars: Sequence[str], model_proto: bytes | None):
+        """``chars``: the Chinese characters in id order; ``model_proto``: the English BPE model, or None
+        when the training text had no English (every English word is then ``unk``)."""
+        self.bpe = BpeTokenizer(model_proto) if model_proto is not None else None
+        self.offset = self.bpe.vocab_size if self.bpe else len(SPECIALS)  # id of the first character
+        self.chars = list(chars)
+        self._ids = {c: self.offset + i for i, c in enumerate(self.chars)}
+        if len(self._ids) != len(self.chars) or not all(len(c) == 1 and is_han(c) for c in self.chars):
+            raise ConfigError("bilingual tokenizer: chars must be distinct single Chinese characters")
+
+    @classmethod
+    def train(cls, texts: Iterable[str], cfg: TokenizerConfig = TokenizerConfig(kind="bilingual")
+              ) -> "BilingualTokenizer":
+        """Chinese characters seen in ``texts`` (sorted) and a BPE of at most ``cfg.vocab_size`` pieces trained
+        on the English stretches alone."""
+        stretches = [runs(t) for t in texts]
+        chars = sorted({c for rs in stretches for lang, s in rs if lang == ZH for c in s})
+        english = [" ".join(s for lang, s in rs if lang == EN) for rs in stretches]
+        english = [t for t in english if t]
+        if not chars and not english:
+            raise ConfigError("bilingual tokenizer: no text to train on")
+        proto = BpeTokenizer.train(english, cfg).model_proto if english else None
+        return cls(chars, proto)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.offset + len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        """Text to ids, stretch by stretch; unknown characters and (without a BPE) English words are ``unk``."""
+        ids: list[int] = []
+        for lang, stretch in runs(text):
+            if lang == ZH:
+                ids += [self._ids.get(c, UNK_ID) for c in stretch]
+            else:
+                ids += self.bpe.encode(stretch) if self.bpe else [UNK_ID] * len(stretch.split())
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Ids to text: consecutive ids of one language form a stretch; stretches are joined by one space."""
+        stretches: list[tuple[str, list[int]]] = []
+        for i in (int(i) for i in ids if i >= len(SPECIALS)):
+            lang = self.language(i)
+            if stretches and stretches[-1][0] == lang:
+                stretches[-1][1].append(i)
+            else:
+                stretches.append((lang, [i]))
+        texts = ["".join(self.chars[i - self.offset] for i in group) if lang == ZH else self.bpe.decode(group)
+                 for lang, group in stretches]
+        return " ".join(t for t in texts if t)
+
+    def language(self, i: int) -> str:
+        """The language tag of token ``i``: ``"zh"``, ``"en"``, or ``""`` for a special id."""
+        if not 0 <= i < self.vocab_size:
+            raise IndexError(f"token id {i} outside the vocabulary of {self.vocab_size}")
+        return "" if i < len(SPECIALS) else (EN if i < self.offset else ZH)
+
+    def id_to_piece(self, i: int) -> str:
+        if self.language(i) == ZH:
+            return self.chars[i - self.offset]
+        return self.bpe.id_to_piece(i) if self.bpe else SPECIALS[i]
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        meta = {"kind": self.kind, "model": BPE_FILE if self.bpe else None, "chars": self.chars}
+        if self.bpe:
+            atomic_write_bytes(directory / BPE_FILE, self.bpe.model_proto)
+        atomic_write_text(directory / META_FILE, json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path, meta: dict) -> "BilingualTokenizer":
+        chars = meta.get("chars")
+        if not isinstance(chars, list) or not all(isinstance(c, str) for c in chars):
+            raise ConfigError(f"{directory / META_FILE}: 'chars' must be a list of Chinese characters")
+        proto = None
+        if meta.get("model"):
+            proto = BpeTokenizer.load(directory, meta).model_proto
+        return cls(chars, proto)
+
+
+TOKENIZERS = {"char": CharTokenizer, "bpe": BpeTokenizer, "bilingual": BilingualTokenizer}
 
 
 def train_tokenizer(cfg: TokenizerConfig, texts: Iterable[str]) -> Tokenizer:
