@@ -188,3 +188,27 @@ def test_tune_resumes_without_repeating_and_best_yaml_trains(corpus, tmp_path):
     assert train.returncode == 0, train.stderr
     assert (tmp_path / "exp/model/model.safetensors").is_file()
     assert f'"optimizer": "{best[2]}"' in (tmp_path / "exp/model/config.json").read_text()
+
+
+@pytest.mark.slow
+def test_studies_write_their_tables_and_plots(tmp_path):
+    from ceasr.data.domain import command_phrases
+    from ceasr.tune.studies import OPTIMIZER_STUDY, StudyOptions, study_losses, study_optimizers
+
+    rows = make_corpus(tmp_path / "wav", 8)
+    phrases = command_phrases()
+    commands = [dataclasses.replace(r, text=phrases[i % 3]) for i, r in enumerate(rows)]
+    cfg = tiny_config(max_steps=2)
+    opts = StudyOptions(steps=2, lrs=(1e-3, 1e-2), seeds=2, eval_every=1)
+    line = study_losses(cfg, commands, commands[:3], opts, tmp_path / "losses", "cmd")
+    assert line.startswith("best ce: lr=")
+    md = (tmp_path / "losses/losses.md").read_text().splitlines()
+    assert [row.split("|")[1].strip() for row in md if row.startswith("| ") and "best lr" not in row] == [
+        "ce", "mse", "rmse"]
+    line = study_optimizers(cfg, rows, rows[:2], dataclasses.replace(opts, lrs=(1e-2,)), tmp_path / "opt", "cmd")
+    assert line.startswith("best optimizer=")
+    md = (tmp_path / "opt/optimizers.md").read_text()
+    for name in OPTIMIZER_STUDY:
+        assert f"| {name} | 0.01 |" in md
+    for png in (tmp_path / "losses/losses.png", tmp_path / "opt/optimizers.png"):
+        assert png.read_bytes()[:4] == b"\x89PNG"
