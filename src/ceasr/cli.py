@@ -85,10 +85,11 @@ def _cmd_demo(args) -> None:
 def _cmd_lr_find(args) -> None:
     from ceasr.config import load_config
     from ceasr.data.manifest import load_rows
-    from ceasr.tune.lr_find import lr_find, write_lr_find
+    from ceasr.tune.lr_find import exp_lrs, lr_find, write_lr_find
     from ceasr.tune.session import limit_rows, prepare
 
     cfg = load_config(args.config, args.set)
+    exp_lrs(args.min, args.max, args.steps)  # bad flags fail before the data is read
     prepared = prepare(cfg, limit_rows(load_rows(args.train), args.limit))
     result = lr_find(cfg, prepared, args.min, args.max, args.steps)
     write_lr_find(result, Path(args.out))
