@@ -125,20 +125,47 @@ def train(
 
 
 def _setup(cfg, train_rows, dev_rows, out_dir: Path, resume: bool, d, progress: bool) -> Run:
-    """Config and tokenizer, datasets, model (with CMVN), optimizer, scheduler, sampler; resume state."""
-    from ceasr.features import SpecAugment
+    """Config and tokenizer, datasets, then :func:`build_run`; resume state from the latest checkpoint."""
     from ceasr.models.asr import build_model
 
     _check(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg, tokenizer, latest = prepare_run(cfg, train_rows, out_dir, resume, d)
-    tc = cfg.train
-    _seed_everything(tc.seed)
+    _seed_everything(cfg.train.seed)
     model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
     min_frames = getattr(model.embed, "min_frames", 1)
     show = progress and d.is_main
     train_set, skipped = build_dataset(train_rows, tokenizer, cfg, min_frames, show, keep_waves=cfg.augment.enabled)
     dev_set = build_dataset(dev_rows, tokenizer, cfg, min_frames, show)[0] if d.is_main and dev_rows else None
+    return build_run(cfg, tokenizer, train_set, dev_set, out_dir, d, model, latest, skipped)
+
+
+def build_run(
+    cfg: ExperimentConfig,
+    tokenizer,
+    train_set: AsrDataset,
+    dev_set: AsrDataset | None,
+    out_dir: Path,
+    d: distributed.Dist,
+    model: torch.nn.Module | None = None,
+    latest: Path | None = None,
+    skipped: int = 0,
+) -> Run:
+    """A :class:`Run` over datasets that are already built: model, optimizer, scheduler, sampler, state.
+
+    ``model`` defaults to the ASR model of ``cfg`` (seeded from ``train.seed``); any module with the ASR
+    model's ``forward(feats, feat_lens, ys, ys_lens, norm) -> (loss, stats)`` and a ``normalize`` CMVN
+    works. Its CMVN is set from ``train_set`` unless ``latest`` (a checkpoint to resume from) is given.
+    Nothing is written: in-process trials (``ceasr tune``) build runs this way and call :func:`run_steps`.
+    """
+    from ceasr.features import SpecAugment
+    from ceasr.models.asr import build_model
+
+    _check(cfg)
+    tc = cfg.train
+    if model is None:
+        _seed_everything(tc.seed)
+        model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
     if len(train_set) == 0:
         raise CeasrError("no usable training utterances (every one was unreadable or too short)")
     if latest is None:
@@ -177,6 +204,25 @@ def _setup(cfg, train_rows, dev_rows, out_dir: Path, resume: bool, d, progress: 
 def _fit(run: Run, monitor: Monitor) -> None:
     """Steps until max_steps (or max_epochs); checkpoints every ``checkpoint_every`` and at epoch ends."""
     tc, state = run.cfg.train, run.state
+    for event, _ in run_steps(run, monitor):
+        if event == "epoch":
+            improved = _end_of_epoch(run, monitor)
+            _save(run, best=improved)
+        elif event == "step" and tc.checkpoint_every > 0 and state.step % tc.checkpoint_every == 0:
+            _save(run)
+    if run.d.is_main and ckpt.latest_checkpoint(run.out_dir) != _path_of(run.out_dir, state.step):
+        _save(run)  # the last step, unless a checkpoint of it exists already
+
+
+def run_steps(run: Run, monitor: Monitor):
+    """Optimizer steps until max_steps (or max_epochs), as a stream of ``(event, stats)`` pairs.
+
+    Events: ``("step", stats)`` after each update (``run.state.step`` already counts it), ``("bad", None)``
+    after a step skipped for a non-finite loss or gradient (raises after ``max_bad_steps`` in a row), and
+    ``("epoch", None)`` when an epoch has run to its end (``run.state.epoch`` counts it). The consumer
+    decides what to do between steps (checkpoint, evaluate, stop early); this function writes nothing.
+    """
+    tc, state = run.cfg.train, run.state
 
     def finished() -> bool:
         return state.step >= run.total_steps if tc.max_steps > 0 else state.epoch >= tc.max_epochs
@@ -190,22 +236,19 @@ def _fit(run: Run, monitor: Monitor) -> None:
             stats = train_step(run, group, state.step + 1)
             if stats is None:  # non-finite: no update, the same step number next time
                 _bad_step(state, tc.max_bad_steps, monitor)
+                yield "bad", None
                 continue
             state.step += 1
             state.bad_run = 0
             stats["utt_per_sec"] = stats.pop("utterances") / max(time.perf_counter() - t0, 1e-9)
             stats["bad_steps"] = state.bad_total
             monitor.step(state.step, stats, log=state.step % max(tc.log_every, 1) == 0)
-            if tc.checkpoint_every > 0 and state.step % tc.checkpoint_every == 0:
-                _save(run)
+            yield "step", stats
         else:  # the epoch ran to its end
             state.epoch += 1
             state.position = 0
             run.sampler.set_epoch(state.epoch)
-            improved = _end_of_epoch(run, monitor)
-            _save(run, best=improved)
-    if run.d.is_main and ckpt.latest_checkpoint(run.out_dir) != _path_of(run.out_dir, state.step):
-        _save(run)  # the last step, unless a checkpoint of it exists already
+            yield "epoch", None
 
 
 def train_step(run: Run, group: list[Batch], step: int) -> dict | None:
