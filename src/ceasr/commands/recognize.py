@@ -32,8 +32,6 @@ from ceasr.config import CommandConfig
 from ceasr.decode.ctc import ctc_greedy
 from ceasr.errors import CeasrError, ConfigError
 
-SUBSAMPLING = 4  # encoder frames per feature frame: ceasr's Conv2dSubsampling4
-
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -87,16 +85,6 @@ class CommandRecognizer:
     @property
     def sample_rate(self) -> int:
         return self.recognizer.sample_rate
-
-    @property
-    def frame_period(self) -> float:
-        """Seconds per encoder frame: the feature shift times the subsampling factor (4)."""
-        return SUBSAMPLING * self.recognizer.cfg.features.frame_shift_ms / 1000
-
-    def frame_tokens(self, wave: np.ndarray) -> np.ndarray:
-        """(T',) the most likely CTC token of each encoder frame of ``wave`` (blank is 0)."""
-        _, lens, log_probs = self.encode([wave])
-        return log_probs[0, : int(lens[0])].argmax(dim=-1).numpy()
 
     def with_threshold(self, threshold: float) -> "CommandRecognizer":
         """The same recognizer (sharing the model) with another acceptance threshold."""

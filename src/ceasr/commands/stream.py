@@ -1,13 +1,14 @@
 """Streaming command spotting over a long recording or a live stream, in bounded memory.
 
 Audio arrives in chunks of any size; it is processed every ``hop`` seconds of stream time, always at the
-same sample positions whatever the chunking, so the detections do not depend on it. At each hop the
-buffered audio (at most ``max_window`` seconds) is encoded and its CTC greedy labels split into speech
-(non-blank frames) and pauses (blank frames):
+same sample positions whatever the chunking, so the detections do not depend on it. An energy endpointer
+splits the buffered audio (at most ``max_window`` seconds) into sound and pauses, per 10 ms frame: a frame
+is sound when it is ``rel_db`` above the noise floor (a low percentile of the last seconds' frames) and
+above ``abs_db`` dBFS. The model only runs on stretches of sound, so silence costs almost nothing:
 
-* the first stretch of speech whose following pause reaches ``min_pause`` is tried as a command: the audio
-  around it (``pad`` seconds either side) is recognized with the command set and, if accepted, the command
-  is printed and the buffer is consumed up to the end of that speech;
+* the first stretch of sound whose following pause reaches ``min_pause`` is tried as a command: its audio
+  (``pad`` seconds either side) is recognized with the command set and, if accepted, the command is printed
+  and the buffer consumed up to its end;
 * a stretch followed by a pause of ``max_pause`` is finished whether or not it was a command, and consumed;
 * leading silence is dropped, and a stretch that outgrows ``max_window`` loses its oldest audio.
 
@@ -16,12 +17,15 @@ The detection latency after a command's last sound is about ``min_pause`` + half
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from ceasr.commands.grammar import Command
+
+FRAME = 0.01  # seconds per endpointer frame
 
 
 @dataclass(frozen=True)
@@ -40,23 +44,32 @@ class Detection:
                 **self.command.as_dict()}
 
 
+def frame_db(wave: np.ndarray, n: int) -> np.ndarray:
+    """(F,) level in dBFS of each whole frame of ``n`` samples."""
+    frames = wave[: len(wave) // n * n].reshape(-1, n).astype(np.float64)
+    return 10 * np.log10((frames ** 2).mean(axis=1) + 1e-12)
+
+
 class CommandSpotter:
-    """Finds commands in a stream. ``recognizer`` provides ``sample_rate``, ``frame_period`` (seconds per
-    encoder frame), ``frame_tokens(wave) -> (T',) int ids`` (0 = blank) and ``recognize(wave)`` (a
+    """Finds commands in a stream. ``recognizer`` provides ``sample_rate`` and ``recognize(wave)`` (a
     :class:`~ceasr.commands.recognize.CommandResult`), as :class:`CommandRecognizer` does."""
 
-    def __init__(self, recognizer, hop: float = 0.1, min_pause: float = 0.16, max_pause: float = 0.5,
-                 pad: float = 0.25, max_window: float = 5.0):
+    def __init__(self, recognizer, hop: float = 0.05, min_pause: float = 0.15, max_pause: float = 0.4,
+                 pad: float = 0.15, max_window: float = 5.0, min_sound: float = 0.08, rel_db: float = 12.0,
+                 abs_db: float = -50.0, floor_seconds: float = 5.0):
         self.rec = recognizer
         sr = recognizer.sample_rate
-        self.hop, self.pad, self.max_window = round(hop * sr), round(pad * sr), round(max_window * sr)
-        self.min_pause = max(1, round(min_pause / recognizer.frame_period))  # in encoder frames
-        self.max_pause = max(self.min_pause, round(max_pause / recognizer.frame_period))
+        self.n = round(FRAME * sr)  # samples per endpointer frame
+        self.hop = max(1, round(hop / FRAME)) * self.n  # whole frames, so frames line up with the stream
+        self.pad, self.max_window = round(pad * sr), round(max_window * sr)
+        self.min_pause, self.max_pause = round(min_pause / FRAME), round(max_pause / FRAME)
+        self.min_sound, self.rel_db, self.abs_db = round(min_sound / FRAME), rel_db, abs_db
+        self.levels: deque[float] = deque(maxlen=round(floor_seconds / FRAME))  # recent frame levels
         self.buf = np.zeros(0, dtype=np.float32)
-        self.buf_start = 0  # stream sample index of buf[0]
+        self.buf_start = 0  # stream sample index of buf[0], always a whole number of frames
         self.pending: list[np.ndarray] = []  # arrived, not yet moved into buf (less than a hop)
         self.pending_len = 0
-        self.tried: tuple[int, int] | None = None  # the last (start, end) sample span recognized and rejected
+        self.tried: tuple[int, int] | None = None  # the last (start, end) stream frames recognized and rejected
 
     @property
     def position(self) -> int:
@@ -73,7 +86,7 @@ class CommandSpotter:
         return found
 
     def flush(self) -> list[Detection]:
-        """End of stream: process what is left, with every stretch of speech finished."""
+        """End of stream: process what is left, with every stretch of sound finished."""
         return self._advance(self._take(self.pending_len), final=True)
 
     def _take(self, n: int) -> np.ndarray:
@@ -83,59 +96,57 @@ class CommandSpotter:
         return data[:n]
 
     def _advance(self, samples: np.ndarray, final: bool) -> list[Detection]:
+        self.levels.extend(frame_db(samples, self.n).tolist())
         self.buf = np.concatenate([self.buf, samples])
+        floor = float(np.percentile(np.asarray(self.levels), 5)) if self.levels else -120.0
+        threshold = max(self.abs_db, floor + self.rel_db)
         found = []
-        while (step := self._step(final)) is not None:
+        while (step := self._step(threshold, final)) is not None:
             if isinstance(step, Detection):
                 found.append(step)
-        if len(self.buf) > self.max_window:  # one stretch of speech longer than any command: forget its start
+        if len(self.buf) > self.max_window:  # one stretch of sound longer than any command: forget its start
             self._drop(len(self.buf) - self.max_window)
         return found
 
     def _drop(self, n: int) -> None:
+        n = n // self.n * self.n
         self.buf, self.buf_start = self.buf[n:], self.buf_start + n
 
-    def _step(self, final: bool):
+    def _step(self, threshold: float, final: bool):
         """One decision on the buffer: a Detection, True (something consumed, look again) or None (wait)."""
-        if len(self.buf) < self.rec.sample_rate // 10:
-            return None
-        tokens = np.asarray(self.rec.frame_tokens(self.buf))  # (T',)
-        speech, frames = np.flatnonzero(tokens != 0), len(tokens)
-        period = self.rec.frame_period * self.rec.sample_rate  # samples per encoder frame
-        if speech.size == 0:
+        sound = np.flatnonzero(frame_db(self.buf, self.n) >= threshold)
+        frames = len(self.buf) // self.n
+        if sound.size == 0:
             self._drop(max(0, len(self.buf) - self.pad))
             return None
-        if speech[0] * period > 2 * self.pad:  # leading silence: keep only ``pad`` of it
-            self._drop(int(speech[0] * period) - self.pad)
+        if sound[0] * self.n > 2 * self.pad:  # leading silence: keep only ``pad`` of it
+            self._drop(sound[0] * self.n - self.pad)
             return True
-        gaps = np.flatnonzero(np.diff(speech) > self.max_pause)
-        last = speech[gaps[0]] if gaps.size else speech[-1]  # the first stretch's last speech frame
-        pause = (speech[gaps[0] + 1] if gaps.size else frames) - last - 1
+        gaps = np.flatnonzero(np.diff(sound) > self.max_pause)
+        last = sound[gaps[0]] if gaps.size else sound[-1]  # the first stretch's last frame of sound
+        pause = (sound[gaps[0] + 1] if gaps.size else frames) - last - 1
         if pause < self.min_pause and not final:
             return None
-        start, end = self._span(speech[0], last, period)
         closed = pause >= self.max_pause or final or bool(gaps.size)
+        span = (self.buf_start // self.n + sound[0], self.buf_start // self.n + last)
         detection = None
-        if self.tried != (self.buf_start + start, self.buf_start + end):
-            detection = self._recognize(start, end, speech[0], last, period)
+        if span != self.tried and np.count_nonzero(sound <= last) >= self.min_sound:
+            detection = self._recognize(sound[0], last, span)
         if detection is None and not closed:
             return None
         self.tried = None
-        self._drop(min(len(self.buf), int((last + 1) * period)))
+        self._drop((last + 1) * self.n)
         return detection or True
 
-    def _span(self, first: int, last: int, period: float) -> tuple[int, int]:
-        """The buffer samples handed to the recognizer for speech frames first..last: ``pad`` either side."""
-        return max(0, int(first * period) - self.pad), min(len(self.buf), int((last + 2) * period) + self.pad)
-
-    def _recognize(self, start: int, end: int, first: int, last: int, period: float) -> Detection | None:
+    def _recognize(self, first: int, last: int, span: tuple[int, int]) -> Detection | None:
+        """Recognize frames first..last with ``pad`` of audio either side (as far as the buffer reaches)."""
+        start, end = max(0, first * self.n - self.pad), min(len(self.buf), (last + 1) * self.n + self.pad)
         result = self.rec.recognize(self.buf[start:end])
         if not result.accepted:
-            self.tried = (self.buf_start + start, self.buf_start + end)
+            self.tried = span
             return None
         sr = self.rec.sample_rate
-        t0 = (self.buf_start + first * period) / sr
-        t1 = (self.buf_start + (last + 2) * period) / sr
+        t0, t1 = (self.buf_start + first * self.n) / sr, (self.buf_start + (last + 1) * self.n) / sr
         return Detection(result.command, t0, t1, result.confidence, self.position / sr)
 
 
