@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from ceasr.audio import load as load_audio
@@ -134,7 +133,3 @@ def evaluate_commands(
             plot_det({"ceasr constrained": (frr, far)}, point, report.det_path)
     return report
 
-
-def confidences(results: list[dict], kind: str) -> np.ndarray:
-    """The confidences of one kind of row from a results list (as written to commands-results.jsonl)."""
-    return np.asarray([r["confidence"] for r in results if r["kind"] == kind], dtype=np.float64)

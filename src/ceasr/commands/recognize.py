@@ -15,6 +15,7 @@ by many frames' worth; silence and noise make the empty one win.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -88,10 +89,10 @@ class CommandRecognizer:
 
     def with_threshold(self, threshold: float) -> "CommandRecognizer":
         """The same recognizer (sharing the model) with another acceptance threshold."""
-        other = dataclasses.replace(self.cfg, threshold=threshold)
-        check_config(other)
-        clone = object.__new__(CommandRecognizer)
-        clone.__dict__.update(self.__dict__, cfg=other)
+        cfg = dataclasses.replace(self.cfg, threshold=threshold)
+        check_config(cfg)
+        clone = copy.copy(self)  # shares the model, token sequences and trie
+        clone.cfg = cfg
         return clone
 
     def recognize(self, audio: str | Path | np.ndarray) -> CommandResult:
