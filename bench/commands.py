@@ -46,14 +46,14 @@ from ceasr.errors import CeasrError  # noqa: E402
 PEER_SCRIPT = Path(__file__).resolve().parent / "peers/pocketsphinx_decode.py"
 
 
-def load_sets(corpus: Path, data: Path, split: str, commands) -> dict[str, list]:
-    """{"in", "oog", "noise"}: lists of (id, text, wave) for one split."""
+def load_sets(corpus: Path, data: Path, split: str, commands, limit: int | None = None) -> dict[str, list]:
+    """{"in", "oog", "noise"}: lists of (id, text, wave) for one split (the first ``limit`` of each)."""
     rows, _ = read_manifest(corpus / f"{split}.jsonl")
     oog_rows, _ = read_manifest(data / f"oog-{split}.jsonl")
     noise_rows, _ = read_manifest(data / f"noise-{split}.jsonl")
     sets = {"in": [r for r in rows if commands.lookup(r.text)],
             "oog": oog_rows + [r for r in rows if not commands.lookup(r.text)], "noise": noise_rows}
-    return {k: [(r.id, r.text, load_audio(r.audio)) for r in v] for k, v in sets.items()}
+    return {k: [(r.id, r.text, load_audio(r.audio)) for r in v[:limit]] for k, v in sets.items()}
 
 
 def run_ceasr(crec: CommandRecognizer, sets: dict) -> dict[str, list[dict]]:
@@ -162,6 +162,7 @@ def main() -> None:
     p.add_argument("--stream-clips", type=int, default=60, help="command clips in the streaming run")
     p.add_argument("--peer-python", default=str(REPO / ".venv-peers/bin/python"))
     p.add_argument("--no-peers", action="store_true")
+    p.add_argument("--limit", type=int, help="at most this many files per set (a quick check)")
     p.add_argument("--plot", default=str(REPO / "docs/img/commands-det.png"))
     p.add_argument("--out", default=str(REPO / "runs/commands-bench.json"))
     args = p.parse_args()
@@ -169,7 +170,8 @@ def main() -> None:
     commands = load_command_set("default")
     crec = CommandRecognizer(ceasr.load_model(args.model), commands, CommandConfig())
     corpus, data = Path(args.corpus), Path(args.data)
-    dev, test = load_sets(corpus, data, "dev", commands), load_sets(corpus, data, "test", commands)
+    dev = load_sets(corpus, data, "dev", commands, args.limit)
+    test = load_sets(corpus, data, "test", commands, args.limit)
     load = load_average()
     dev_rows = run_ceasr(crec, dev)
     calibrated = threshold_for_far([r["confidence"] for r in dev_rows["oog"]], args.target_far)

@@ -6,8 +6,9 @@ For one utterance with T' encoder frames:
   the whole set when it has at most ``exact_limit`` phrases, else by the prefix-trie beam
   (:mod:`ceasr.commands.beam`);
 * the free alternatives — the CTC greedy transcript and the empty transcript — get the same score;
-* ``confidence = exp((best phrase - best of all) / T')``, the per-frame likelihood ratio of the best phrase
-  against anything the model would rather say, in (0, 1]: 1 when no free alternative beats the phrase.
+* ``confidence = exp((best phrase - best of all) / S)``, with S the frames where the model hears speech
+  (blank probability below 1/2): the per-speech-frame likelihood ratio of the best phrase against anything
+  the model would rather say, in (0, 1]; 1 when no free alternative beats the phrase.
 
 The phrase is accepted when ``confidence >= threshold``. Out-of-grammar speech makes the free transcript win
 by many frames' worth; silence and noise make the empty one win.
@@ -44,7 +45,7 @@ class CommandResult:
     score: float  # joint log score of the best allowed phrase
     free_score: float  # the best joint log score of any candidate (phrases, greedy and empty transcripts)
     free_text: str  # the CTC greedy transcript
-    frames: int  # encoder frames T'
+    frames: int  # encoder frames where speech is likely (blank probability below 1/2)
 
     @property
     def text(self) -> str | None:
@@ -143,9 +144,12 @@ class CommandRecognizer:
         greedy = ctc_greedy(log_probs[None], torch.tensor([T]), self.model.blank_id)[0].tokens
         free = joint_scores(self.model, memory, log_probs, [greedy, ()], self.ctc_weight)
         top = max(best, float(free.max()))
-        confidence = math.exp((best - top) / T) if best > -math.inf else 0.0
+        # Evidence per frame of speech: a frame counts when the model thinks something is said (blank
+        # below 1/2). Dividing by all frames would let long silence dilute a short hallucinated word.
+        active = max(1, int((log_probs[:, self.model.blank_id] < math.log(0.5)).sum()))
+        confidence = math.exp((best - top) / active) if best > -math.inf else 0.0
         return CommandResult(self.commands.commands[index], confidence >= self.cfg.threshold, confidence, best,
-                             top, self.recognizer.tokenizer.decode(list(greedy)), T)
+                             top, self.recognizer.tokenizer.decode(list(greedy)), active)
 
 
 def load_command_recognizer(model_dir, commands: str = "default", threshold: float | None = None,
