@@ -139,6 +139,16 @@ class LMConfig:
 
 
 @dataclass(frozen=True)
+class CommandConfig:
+    """Grammar-constrained command recognition (``ceasr command``/``listen``/``evaluate-commands``)."""
+
+    ctc_weight: float = 0.5  # phrase score = (1 - w) * attention log-prob + w * CTC log-likelihood
+    threshold: float = 0.85  # accept when confidence >= threshold (confidence in [0, 1], see commands/)
+    exact_limit: int = 2000  # sets up to this many phrases are scored exhaustively, larger ones by beam
+    beam_size: int = 16  # prefix-trie constrained beam for large sets
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)

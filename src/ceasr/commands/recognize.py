@@ -1,0 +1,186 @@
+"""Grammar-constrained recognition: the best allowed phrase, its intent and slots, a confidence, a decision.
+
+For one utterance with T' encoder frames:
+
+* every allowed phrase gets its joint score ``(1 - w) * log p_att + w * log P_ctc`` — exactly, one batch for
+  the whole set when it has at most ``exact_limit`` phrases, else by the prefix-trie beam
+  (:mod:`ceasr.commands.beam`);
+* the free alternatives — the CTC greedy transcript and the empty transcript — get the same score;
+* ``confidence = exp((best phrase - best of all) / S)``, with S the frames where the model hears speech
+  (blank probability below 1/2): the per-speech-frame likelihood ratio of the best phrase against anything
+  the model would rather say, in (0, 1]; 1 when no free alternative beats the phrase.
+
+The phrase is accepted when ``confidence >= threshold``. Out-of-grammar speech makes the free transcript win
+by many frames' worth; silence and noise make the empty one win.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ceasr.api import Recognizer
+from ceasr.audio import load as load_audio
+from ceasr.commands.beam import TokenTrie, constrained_beam_search
+from ceasr.commands.grammar import Command, CommandSet
+from ceasr.commands.score import joint_scores
+from ceasr.config import CommandConfig
+from ceasr.decode.ctc import ctc_greedy
+from ceasr.errors import CeasrError, ConfigError
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """One utterance's outcome: the best allowed ``command`` (even when rejected), whether it is accepted."""
+
+    command: Command
+    accepted: bool
+    confidence: float
+    score: float  # joint log score of the best allowed phrase
+    free_score: float  # the best joint log score of any candidate (phrases, greedy and empty transcripts)
+    free_text: str  # the CTC greedy transcript
+    frames: int  # encoder frames where speech is likely (blank probability below 1/2)
+
+    @property
+    def text(self) -> str | None:
+        """The recognized phrase, or None when rejected."""
+        return self.command.text if self.accepted else None
+
+    def as_dict(self) -> dict:
+        out = {"phrase": self.text, "best": self.command.text, "confidence": round(self.confidence, 4)}
+        if self.accepted:
+            out.update(self.command.as_dict())
+        return out
+
+
+def check_config(cfg: CommandConfig) -> None:
+    """Reject a command config that cannot run, naming the field."""
+    if not 0.0 <= cfg.ctc_weight <= 1.0:
+        raise ConfigError(f"commands.ctc_weight={cfg.ctc_weight}: must be between 0 and 1")
+    if not cfg.threshold >= 0.0:  # above 1 rejects everything; a calibration may ask for that
+        raise ConfigError(f"threshold {cfg.threshold}: must be >= 0 (confidences are in [0, 1])")
+    if cfg.beam_size < 1 or cfg.exact_limit < 0:
+        raise ConfigError("commands.beam_size must be >= 1 and commands.exact_limit >= 0")
+
+
+class CommandRecognizer:
+    """A :class:`~ceasr.api.Recognizer` restricted to a :class:`CommandSet`, with rejection."""
+
+    def __init__(self, recognizer: Recognizer, commands: CommandSet, cfg: CommandConfig = CommandConfig()):
+        check_config(cfg)
+        self.recognizer, self.commands, self.cfg = recognizer, commands, cfg
+        self.model = recognizer.model
+        self.ctc_weight = cfg.ctc_weight if self.model.decoder is not None else 1.0
+        tok = recognizer.tokenizer
+        self.seqs = [tuple(tok.encode(c.text)) for c in commands.commands]
+        for c, seq in zip(commands.commands, self.seqs):
+            if tok.unk_id in seq or not seq:
+                raise CeasrError(f"command {c.text!r}: the model's tokenizer cannot spell it (unknown characters)")
+        self.trie = TokenTrie(self.seqs) if len(self.seqs) > cfg.exact_limit else None
+
+    @property
+    def sample_rate(self) -> int:
+        return self.recognizer.sample_rate
+
+    def with_threshold(self, threshold: float) -> "CommandRecognizer":
+        """The same recognizer (sharing the model) with another acceptance threshold."""
+        cfg = dataclasses.replace(self.cfg, threshold=threshold)
+        check_config(cfg)
+        clone = copy.copy(self)  # shares the model, token sequences and trie
+        clone.cfg = cfg
+        return clone
+
+    def recognize(self, audio: str | Path | np.ndarray) -> CommandResult:
+        """Recognize one file path or float32 mono array at ``sample_rate``."""
+        if not isinstance(audio, np.ndarray):
+            audio = load_audio(audio, sample_rate=self.sample_rate)
+        return self.recognize_batch([audio])[0]
+
+    @torch.inference_mode()
+    def encode(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Waves -> encoder output (B, T', D), lengths (B,) and CTC log-probs (B, T', V), one padded batch."""
+        rec = self.recognizer
+        lens = torch.tensor([len(w) for w in waves], dtype=torch.int64)
+        batch = torch.zeros(len(waves), int(lens.max()), dtype=torch.float32)
+        for i, w in enumerate(waves):
+            batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+        feats, feat_lens = rec.fbank(batch.to(rec.device), lens.to(rec.device))
+        min_frames = getattr(self.model.embed, "min_frames", 1)
+        if feats.shape[1] < min_frames:  # too short to encode: no frame at all
+            empty = torch.zeros(len(waves), 0, 1)
+            return empty, torch.zeros(len(waves), dtype=torch.long), empty
+        enc, enc_lens = self.model.encode(feats, feat_lens)
+        return enc, enc_lens.cpu(), self.model.ctc_log_probs(enc).cpu()
+
+    @torch.inference_mode()
+    def recognize_batch(self, waves: list[np.ndarray]) -> list[CommandResult]:
+        """Recognize several arrays (encoded as one padded batch; results equal per-item calls)."""
+        enc, enc_lens, log_probs = self.encode(waves)
+        return [self.decide(enc[b : b + 1, :n], log_probs[b, :n]) for b, n in enumerate(enc_lens.tolist())]
+
+    def phrase_scores(self, memory: torch.Tensor, log_probs: torch.Tensor) -> list[tuple[int, float]]:
+        """(command index, joint score) of the allowed phrases, best first: all of them when the set is small,
+        the beam's n-best otherwise. ``memory`` (1, T', D), ``log_probs`` (T', V)."""
+        if self.trie is None:
+            scores = joint_scores(self.model, memory, log_probs, self.seqs, self.ctc_weight)
+            order = torch.argsort(scores, descending=True, stable=True).tolist()
+            return [(i, float(scores[i])) for i in order]
+        return constrained_beam_search(self.model, memory, log_probs, self.trie, self.cfg.beam_size,
+                                       self.ctc_weight)
+
+    def decide(self, memory: torch.Tensor, log_probs: torch.Tensor) -> CommandResult:
+        """The result for one utterance's encoder output ``memory`` (1, T', D) and CTC log-probs (T', V)."""
+        T = log_probs.shape[0]
+        if T == 0:  # too short to hold any phrase
+            return CommandResult(self.commands.commands[0], False, 0.0, -math.inf, 0.0, "", 0)
+        ranked = self.phrase_scores(memory, log_probs)
+        index, best = ranked[0] if ranked else (0, -math.inf)
+        greedy = ctc_greedy(log_probs[None], torch.tensor([T]), self.model.blank_id)[0].tokens
+        free = joint_scores(self.model, memory, log_probs, [greedy, ()], self.ctc_weight)
+        top = max(best, float(free.max()))
+        # Evidence per frame of speech: a frame counts when the model thinks something is said (blank
+        # below 1/2). Dividing by all frames would let long silence dilute a short hallucinated word.
+        active = max(1, int((log_probs[:, self.model.blank_id] < math.log(0.5)).sum()))
+        confidence = math.exp((best - top) / active) if best > -math.inf else 0.0
+        return CommandResult(self.commands.commands[index], confidence >= self.cfg.threshold, confidence, best,
+                             top, self.recognizer.tokenizer.decode(list(greedy)), active)
+
+
+def load_command_recognizer(model_dir, commands: str = "default", threshold: float | None = None,
+                            **fields) -> CommandRecognizer:
+    """A model directory and a command set (a built-in name or a file) as a :class:`CommandRecognizer`;
+    ``threshold`` and other ``fields`` override :class:`~ceasr.config.CommandConfig` defaults."""
+    from ceasr.api import load_model
+    from ceasr.commands.grammar import load_command_set
+
+    if threshold is not None:
+        fields["threshold"] = threshold
+    return CommandRecognizer(load_model(model_dir), load_command_set(commands), CommandConfig(**fields))
+
+
+def recognize_files(crec: CommandRecognizer, files: list[str], fmt: str = "text", out=None) -> int:
+    """Print ``path<TAB>phrase<TAB>confidence`` (``<rejected>`` for no command) or JSON lines per file;
+    returns how many files could not be read (each reported on stderr)."""
+    import json
+    import sys
+
+    out = out or sys.stdout
+    failed = 0
+    for path in files:
+        try:
+            result = crec.recognize(path)
+        except CeasrError as e:
+            print(f"ceasr command: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if fmt == "json":
+            print(json.dumps({"path": path, **result.as_dict()}, ensure_ascii=False), file=out, flush=True)
+        else:
+            print(f"{path}\t{result.text or '<rejected>'}\t{result.confidence:.4f}", file=out, flush=True)
+    return failed

@@ -1,0 +1,86 @@
+"""`ceasr command`, `ceasr listen`, `ceasr evaluate-commands` end to end on a tiny random model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from ceasr.audio import save as save_audio
+from ceasr.config import ExperimentConfig, ModelConfig
+from ceasr.data.domain import command_phrases
+from ceasr.modeldir import export_model
+from ceasr.models.asr import build_model
+from ceasr.text.tokenizer import CharTokenizer
+
+
+def run(*args, stdin: bytes | None = None):
+    return subprocess.run([sys.executable, "-m", "ceasr.cli", *map(str, args)], capture_output=True,
+                          input=stdin, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A random tiny model directory whose tokenizer spells the default set, and three noise files."""
+    tmp = tmp_path_factory.mktemp("cmd")
+    torch.manual_seed(0)
+    tok = CharTokenizer.train(command_phrases())
+    cfg = ExperimentConfig(model=ModelConfig(d_model=32, n_heads=2, encoder_layers=1, ff_dim=64,
+                                             subsampling_channels=8, decoder_layers=1, decoder_ff_dim=64))
+    model = build_model(cfg.model, cfg.features.n_mels, tok.vocab_size)
+    export_model(model, cfg, tok, tmp / "model")
+    rng = np.random.default_rng(0)
+    wavs = []
+    for i, seconds in enumerate([0.8, 1.2, 0.3]):
+        path = tmp / f"n{i}.wav"
+        save_audio(path, 0.1 * rng.standard_normal(round(seconds * 16000)).astype(np.float32))
+        wavs.append(path)
+    return tmp, tmp / "model", wavs
+
+
+def test_command_lines_json_and_threshold(setup):
+    tmp, model, wavs = setup
+    phrases = set(command_phrases())
+    out = run("command", "--model", model, "--threshold", "0", *wavs)
+    assert out.returncode == 0, out.stderr
+    lines = [line.split("\t") for line in out.stdout.decode().splitlines()]
+    assert [f[0] for f in lines] == [str(w) for w in wavs]
+    assert all(f[1] in phrases and 0.0 <= float(f[2]) <= 1.0 for f in lines)  # threshold 0 accepts all
+    out = run("command", "--model", model, "--threshold", "1.5", "--format", "json", wavs[0], tmp / "none.wav")
+    assert out.returncode == 0
+    row = json.loads(out.stdout.decode())
+    assert row["phrase"] is None and row["best"] in phrases and "intent" not in row  # above 1: all rejected
+    assert out.stderr.decode().strip().endswith("none.wav: no such file")
+
+
+def test_bad_command_set_is_one_line(setup):
+    tmp, model, wavs = setup
+    (tmp / "bad.commands").write_text("go (left | right\n")
+    out = run("command", "--model", model, "--commands", tmp / "bad.commands", wavs[0])
+    assert out.returncode == 2
+    assert out.stderr.decode().strip().splitlines() == [
+        f"ceasr command: error: {tmp / 'bad.commands'}:1: '(' without its ')'"]
+
+
+def test_listen_and_evaluate_commands(setup):
+    tmp, model, wavs = setup
+    pcm = (0.01 * np.random.default_rng(1).standard_normal(3 * 16000) * 32767).astype("<i2").tobytes()
+    out = run("listen", "--model", model, "--threshold", "1.5", stdin=pcm)
+    assert out.returncode == 0 and out.stdout == b"", out.stderr  # nothing passes a threshold above 1
+    for name, text in (("in", "stop"), ("oog", "hello there"), ("noise", "")):
+        rows = [json.dumps({"audio": str(w), "text": text}) for w in wavs[:2]]
+        (tmp / f"{name}.jsonl").write_text("\n".join(rows + ['{"audio": 1}']) + "\n")
+    out = run("evaluate-commands", "--model", model, "--in-grammar", tmp / "in.jsonl", "--out-of-grammar",
+              tmp / "oog.jsonl", "--noise-only", tmp / "noise.jsonl", "--threshold", "1.5", "--out", tmp / "ev")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout.decode()
+    assert "in-grammar=2 out-of-grammar=2 noise=2 skipped=3" in text
+    assert text.splitlines()[-1].startswith("accuracy=")
+    assert "FRR=100.00% FAR=0.00% noise-accepted=0.00%" in text
+    assert (tmp / "ev" / "commands_det.png").stat().st_size > 1000
+    results = [json.loads(line) for line in (tmp / "ev" / "commands-results.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in results] == ["in", "in", "oog", "oog", "noise", "noise"]
