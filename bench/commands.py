@@ -159,6 +159,7 @@ def main() -> None:
     p.add_argument("--data", default="runs/commands-data", help="bench/commands_data.py output")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--target-far", type=float, default=0.02)
+    p.add_argument("--also-far", type=float, default=0.10, help="a second, looser calibration target")
     p.add_argument("--stream-clips", type=int, default=60, help="command clips in the streaming run")
     p.add_argument("--peer-python", default=str(REPO / ".venv-peers/bin/python"))
     p.add_argument("--no-peers", action="store_true")
@@ -175,13 +176,16 @@ def main() -> None:
     load = load_average()
     dev_rows = run_ceasr(crec, dev)
     calibrated = threshold_for_far([r["confidence"] for r in dev_rows["oog"]], args.target_far)
+    looser = threshold_for_far([r["confidence"] for r in dev_rows["oog"]], args.also_far)
     rows = {"ceasr": run_ceasr(crec, test)}
     if not args.no_peers:
         rows["PocketSphinx JSGF"] = run_pocketsphinx(Path(args.peer_python), test, commands, env)
-    stream = run_stream(crec.with_threshold(calibrated), test, args.stream_clips)
+    stream = run_stream(crec, test, args.stream_clips)
     default = crec.cfg.threshold
     table = {f"ceasr, default threshold {default:.3f}": rates(rows["ceasr"], default),
-             f"ceasr, dev-calibrated threshold {calibrated:.3f}": rates(rows["ceasr"], calibrated)}
+             f"ceasr, dev-calibrated for FAR {100 * args.target_far:g}%: {calibrated:.3f}":
+                 rates(rows["ceasr"], calibrated),
+             f"ceasr, dev-calibrated for FAR {100 * args.also_far:g}%: {looser:.3f}": rates(rows["ceasr"], looser)}
     if "PocketSphinx JSGF" in rows:
         table["PocketSphinx 5.1.1 + JSGF (no rejection)"] = rates(rows["PocketSphinx JSGF"], 0.5)
     report(args, table, stream, load, test)
@@ -200,12 +204,12 @@ def report(args, table: dict, stream: dict, load: str, test: dict) -> None:
     print(format_table(head, [[name, f"{100 * s['accuracy']:.2f}", f"{100 * s['frr']:.2f}",
                                f"{100 * s['wrong_accepts']:.2f}", f"{100 * s['far']:.2f}",
                                f"{100 * s['noise']:.2f}", f"{s['rtf']:.4f}"] for name, s in table.items()]))
-    print(f"streaming (calibrated threshold, 100 ms chunks): {stream['found']}/{stream['commands']} commands "
+    print(f"streaming (default threshold, 100 ms chunks): {stream['found']}/{stream['commands']} commands "
           f"found ({stream['wrong']} as a wrong phrase), {stream['false']} false detections among "
           f"{stream['non_commands']} non-command clips, latency after speech end median "
           f"{1000 * stream['latency_median']:.0f} ms / p90 {1000 * stream['latency_p90']:.0f} ms, "
           f"stream RTF {stream['rtf']:.3f}, buffer <= {stream['max_buffer_s']:.1f} s")
-    name = next(k for k in table if "calibrated" in k)
+    name = next(iter(table))
     s = table[name]
     print(f"headline: {name}: accuracy {100 * s['accuracy']:.2f} %, FRR {100 * s['frr']:.2f} %, "
           f"FAR {100 * s['far']:.2f} %, noise accepted {100 * s['noise']:.2f} %, RTF {s['rtf']:.4f}")

@@ -44,7 +44,7 @@ class ToneOracle:
         seq = tuple(int(k) for i, k in enumerate(toks) if k and (i == 0 or toks[i - 1] != k))
         text = next((p for p, s in TOKENS.items() if s == seq), None)
         command = SET.lookup(text) if text else SET.commands[0]
-        return CommandResult(command, text is not None, 1.0 if text else 0.0, 0.0, 0.0, "", len(toks))
+        return CommandResult(command, text is not None, 1.0 if text else 0.0, 0.0, 0.0, 0.0, "", len(toks))
 
 
 def tone(k: int, seconds: float) -> np.ndarray:

@@ -143,7 +143,7 @@ class CommandConfig:
     """Grammar-constrained command recognition (``ceasr command``/``listen``/``evaluate-commands``)."""
 
     ctc_weight: float = 0.5  # phrase score = (1 - w) * attention log-prob + w * CTC log-likelihood
-    threshold: float = 0.85  # accept when confidence >= threshold (confidence in [0, 1], see commands/)
+    threshold: float = 0.7  # accept when confidence >= threshold (confidence in [0, 1], see commands/)
     exact_limit: int = 2000  # sets up to this many phrases are scored exhaustively, larger ones by beam
     beam_size: int = 16  # prefix-trie constrained beam for large sets
 
