@@ -234,3 +234,24 @@ class WhisperModelDirConfig:
     kind: str = "whisper"
     model: WhisperConfig = field(default_factory=WhisperConfig)
     decode: WhisperDecodeConfig = field(default_factory=WhisperDecodeConfig)
+
+
+@dataclass(frozen=True)
+class WhisperFinetuneConfig:
+    """``ceasr finetune``: label-smoothed cross-entropy on a pretrained Whisper (see ceasr.whisper.finetune).
+
+    ``train`` reuses ceasr's optimizer, schedule, clipping and checkpoint fields (``max_epochs``, ``lr``...);
+    its defaults here suit fine-tuning (small constant LR after a short warmup).
+    """
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        lr=1e-5, scheduler="constant", warmup_steps=20, max_epochs=5, weight_decay=0.0, grad_clip=1.0, keep_last=1,
+    ))
+    freeze_encoder: bool = True  # train the decoder only, on encoder outputs computed once
+    layer_decay: float = 1.0  # LR of a layer = lr * layer_decay ** (layers above it); 1 = the same for all
+    batch_size: int = 8  # utterances per step
+    label_smoothing: float = 0.1
+    patience: int = 2  # stop after this many epochs without a better dev WER
+    max_forgetting: float = 1.0  # WER points the general-speech dev set may lose before a checkpoint is rejected
+    language: str = "en"
+    max_train_utterances: int = 0  # 0: all; else an evenly spread subset (CPU time boxes)

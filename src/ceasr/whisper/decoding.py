@@ -125,13 +125,15 @@ def beam_search(model: Whisper, enc: torch.Tensor, prompt: list[int], tok: Whisp
                 candidates.append((total + lp, b, t, lp))
         candidates.sort(key=lambda c: -c[0])
         nxt, sources = [], []
-        for total, b, t, lp in candidates:
+        for total, b, t, lp in candidates:  # best first, until k live beams (OpenAI's rule)
             if t == tok.eot:
                 if len(finished) < k:
                     finished.append((beams[b][0], beams[b][1], total))
-            elif len(nxt) < k:
-                nxt.append((beams[b][0] + [t], beams[b][1] + [lp], total))
-                sources.append(b)
+                continue
+            nxt.append((beams[b][0] + [t], beams[b][1] + [lp], total))
+            sources.append(b)
+            if len(nxt) == k:
+                break
         if len(finished) >= k or not nxt:
             break
         beams = nxt
