@@ -63,6 +63,11 @@ def detect_language(model: Whisper, enc: torch.Tensor, tok: WhisperTokenizer) ->
     return [codes[i] for i in logits[:, 0, ids].argmax(-1).tolist()]
 
 
+def _max_new(model: Whisper, prompt_len: int, cfg: WhisperDecodeConfig) -> int:
+    """``max_new_tokens``, but never past the decoder's text context."""
+    return min(cfg.max_new_tokens, model.cfg.n_text_ctx - prompt_len)
+
+
 def _step(model: Whisper, tokens: torch.Tensor, cache: KVCache, masks: _Masks, first: bool):
     """Masked log-probabilities (B, V) of the next token after ``tokens`` (B, l), and the new cache."""
     logits, cache = model.decoder(tokens, cache=cache)
@@ -85,7 +90,7 @@ def greedy(model: Whisper, enc: torch.Tensor, prompts: torch.Tensor, tok: Whispe
     scores = [[] for _ in range(b)]
     total = torch.zeros(b, device=enc.device)
     done = torch.zeros(b, dtype=torch.bool, device=enc.device)
-    for i in range(cfg.max_new_tokens):
+    for i in range(_max_new(model, prompts.size(1), cfg)):
         logprobs, cache = _step(model, step_in, cache, masks, first=i == 0)
         if temperature > 0:
             probs = F.softmax((logprobs / temperature).masked_fill(logprobs.isinf(), float("-inf")), dim=-1)
@@ -116,7 +121,7 @@ def beam_search(model: Whisper, enc: torch.Tensor, prompt: list[int], tok: Whisp
     beams = [([], [], 0.0)]  # (tokens, token logprobs, sum)
     step_in = torch.tensor([prompt], device=enc.device)
     finished = []
-    for i in range(cfg.max_new_tokens):
+    for i in range(_max_new(model, len(prompt), cfg)):
         logprobs, cache = _step(model, step_in, cache, masks, first=i == 0)
         top_lp, top_id = logprobs.topk(k + 1, dim=-1)  # (beams, k + 1)
         candidates = []

@@ -138,7 +138,9 @@ def dev_wer(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFin
     """Corpus WER (%) of a greedy decode of ``ex`` on normalized text."""
     model.eval()
     prompt = tok.prompt(cfg.language)
-    dcfg = dataclasses.replace(_decode_cfg(), language=cfg.language)
+    # A runaway hypothesis stops at twice the longest reference (plus slack) instead of 224 tokens.
+    longest = max(len(t) for t in ex.targets)
+    dcfg = WhisperDecodeConfig(language=cfg.language, max_new_tokens=min(224, 2 * longest + 10))
     hyps = []
     for i in range(0, len(ex.refs), batch):
         x = ex.inputs[i : i + batch].float()
@@ -146,10 +148,6 @@ def dev_wer(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFin
         prompts = torch.tensor([prompt] * len(x))
         hyps += [normalize(tok.decode(toks), cfg.language) for toks, _, _ in greedy(model, enc, prompts, tok, dcfg)]
     return 100.0 * corpus_errors(ex.refs, hyps).rate
-
-
-def _decode_cfg():
-    return WhisperDecodeConfig()
 
 
 @dataclass(frozen=True)
@@ -196,8 +194,8 @@ def _train_epoch(model, ex, prompt, tok, cfg, optimizer, scheduler, gen, progres
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.train.grad_clip)
         optimizer.step()
         scheduler.step()
-        total += float(loss)
-        bar.set_postfix(loss=f"{float(loss):.3f}")
+        total += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
     return total / max(len(batches), 1), len(batches)
 
 
