@@ -102,7 +102,7 @@ def _cmd_finetune(args) -> None:
         base, train=dataclasses.replace(base.train, **train_fields), freeze_encoder=not args.train_encoder,
         layer_decay=args.layer_decay, batch_size=args.batch_size, label_smoothing=args.label_smoothing,
         patience=args.patience, max_forgetting=args.max_forgetting, language=args.language,
-        max_train_utterances=args.max_train,
+        max_train_utterances=args.max_train, max_minutes=args.max_minutes,
     )
     general = load_rows(args.general_dev) if args.general_dev else None
     result = finetune(args.model, load_rows(args.train), load_rows(args.dev), args.out, cfg, general)
@@ -137,6 +137,7 @@ def _add_whisper_verbs(verbs) -> None:
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--language", default="en")
     p.add_argument("--max-train", type=int, default=0, help="use this many training utterances (0: all)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="start no epoch after this time (0: no limit)")
     p.set_defaults(func=_cmd_finetune)
 
 

@@ -255,3 +255,4 @@ class WhisperFinetuneConfig:
     max_forgetting: float = 1.0  # WER points the general-speech dev set may lose before a checkpoint is rejected
     language: str = "en"
     max_train_utterances: int = 0  # 0: all; else an evenly spread subset (CPU time boxes)
+    max_minutes: float = 0.0  # 0: no limit; else no new epoch starts after this much wall time

@@ -199,6 +199,52 @@ def _train_epoch(model, ex, prompt, tok, cfg, optimizer, scheduler, gen, progres
     return total / max(len(batches), 1), len(batches)
 
 
+def _optimizer(model: Whisper, cfg: WhisperFinetuneConfig, n_train: int):
+    """ceasr's optimizer (by name) over layer-decayed groups and its schedule over all planned steps."""
+    if cfg.train.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer {cfg.train.optimizer!r}: unknown; known: {', '.join(OPTIMIZERS)}")
+    groups = param_groups(model, cfg.train.lr, cfg.layer_decay, cfg.train.weight_decay)
+    optimizer = OPTIMIZERS[cfg.train.optimizer](groups, cfg.train)
+    steps_per_epoch = -(-n_train // cfg.batch_size)
+    return optimizer, build_scheduler(optimizer, cfg.train, steps_per_epoch * cfg.train.max_epochs)
+
+
+def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> tuple[list[EpochReport], dict]:
+    """Epochs until ``max_epochs``, ``patience`` or the time box; returns the reports and checkpoint paths."""
+    train, dev, general = sets
+    optimizer, scheduler = _optimizer(model, cfg, len(train.targets))
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    prompt = tok.prompt(cfg.language)
+
+    def evaluate(epoch: int, loss: float | None) -> EpochReport:
+        gen_wer = dev_wer(model, general, tok, cfg) if general else None
+        return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer)
+
+    def save(step: int, epoch: int) -> Path:
+        extra = {"report": dataclasses.asdict(reports[-1])}
+        return ckpt.save_checkpoint(out_dir, step, epoch, model, optimizer, scheduler, {}, extra)
+
+    reports = [evaluate(0, None)]
+    paths, step, stale = {0: save(0, 0)}, 0, 0
+    for epoch in range(1, cfg.train.max_epochs + 1):
+        loss, n = _train_epoch(model, train, prompt, tok, cfg, optimizer, scheduler, gen, progress, epoch)
+        step += n
+        reports.append(evaluate(epoch, loss))
+        paths[epoch] = save(step, epoch)
+        kept = _keep(reports, cfg.max_forgetting)  # only ever moves to the newest epoch, so never a pruned one
+        ckpt.mark_best(out_dir, paths[kept], "dev_wer", reports[kept].dev_wer)
+        ckpt.prune(out_dir, cfg.train.keep_last)
+        print(f"epoch {epoch}: train loss {loss:.4f}, dev WER {reports[-1].dev_wer:.2f}%"
+              + (f", general WER {reports[-1].general_wer:.2f}%" if general else ""), file=sys.stderr)
+        stale = 0 if reports[-1].dev_wer < min(r.dev_wer for r in reports[:-1]) else stale + 1
+        if stale >= cfg.patience:
+            break
+        if cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes:
+            print(f"time box of {cfg.max_minutes:g} min reached after epoch {epoch}", file=sys.stderr)
+            break
+    return reports, paths
+
+
 def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[Utterance], out_dir: str | Path,
              cfg: WhisperFinetuneConfig = WhisperFinetuneConfig(), general_rows: list[Utterance] | None = None,
              progress: bool = True) -> FinetuneResult:
@@ -214,36 +260,7 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     train = _prepare(_subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress)
     dev = _prepare(dev_rows, model, tok, cfg, "dev", progress)
     general = _prepare(general_rows, model, tok, cfg, "general", progress) if general_rows else None
-    prompt = tok.prompt(cfg.language)
-    groups = param_groups(model, cfg.train.lr, cfg.layer_decay, cfg.train.weight_decay)
-    optimizer = OPTIMIZERS[cfg.train.optimizer](groups, cfg.train)
-    steps_per_epoch = -(-len(train.targets) // cfg.batch_size)
-    scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch * cfg.train.max_epochs)
-    gen = torch.Generator().manual_seed(cfg.train.seed)
-
-    def evaluate(epoch: int, loss: float | None) -> EpochReport:
-        gen_wer = dev_wer(model, general, tok, cfg) if general else None
-        return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer)
-
-    reports = [evaluate(0, None)]
-    paths = {0: ckpt.save_checkpoint(out_dir, 0, 0, model, optimizer, scheduler, {},
-                                     {"report": dataclasses.asdict(reports[0])})}
-    step, best_dev, stale = 0, reports[0].dev_wer, 0
-    for epoch in range(1, cfg.train.max_epochs + 1):
-        loss, n = _train_epoch(model, train, prompt, tok, cfg, optimizer, scheduler, gen, progress, epoch)
-        step += n
-        reports.append(evaluate(epoch, loss))
-        paths[epoch] = ckpt.save_checkpoint(out_dir, step, epoch, model, optimizer, scheduler, {},
-                                            {"report": dataclasses.asdict(reports[-1])})
-        kept = _keep(reports, cfg.max_forgetting)  # only ever moves to the newest epoch, so never a pruned one
-        ckpt.mark_best(out_dir, paths[kept], "dev_wer", reports[kept].dev_wer)
-        ckpt.prune(out_dir, cfg.train.keep_last)
-        print(f"epoch {epoch}: train loss {loss:.4f}, dev WER {reports[-1].dev_wer:.2f}%"
-              + (f", general WER {reports[-1].general_wer:.2f}%" if general else ""), file=sys.stderr)
-        stale = 0 if reports[-1].dev_wer < best_dev else stale + 1
-        best_dev = min(best_dev, reports[-1].dev_wer)
-        if stale >= cfg.patience:
-            break
+    reports, paths = _fit(model, tok, cfg, (train, dev, general), out_dir, progress, start)
     kept = _keep(reports, cfg.max_forgetting)
     ckpt.load_checkpoint(paths[kept], model, restore_rng=False)
     reports = [dataclasses.replace(r, kept=r.epoch == kept) for r in reports]
