@@ -95,3 +95,14 @@ def test_layer_decay_and_frozen_encoder_param_groups():
     first = next(g for g in groups if any(p is model.decoder.blocks[0].mlp[0].weight for p in g["params"]))
     assert top["lr"] == 1.0 and first["lr"] == pytest.approx(0.25) and emb["lr"] == pytest.approx(0.125)
     assert emb["weight_decay"] == 0.1 and top["weight_decay"] == 0.0
+
+
+def test_finetune_cli_reports_a_missing_model_in_one_line(tmp_path):
+    import subprocess
+
+    sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "one"}) + "\n")
+    done = subprocess.run([sys.executable, "-m", "ceasr.cli", "finetune", "--model", str(tmp_path / "nope"),
+                           "--train", str(tmp_path / "m.jsonl"), "--dev", str(tmp_path / "m.jsonl"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "nope" in done.stderr, done.stderr
