@@ -12,6 +12,7 @@ import torch
 from ceasr.audio import load as load_audio
 from ceasr.config import ExperimentConfig, with_overrides
 from ceasr.decode import Scorers, decode
+from ceasr.errors import CeasrError
 from ceasr.features import Fbank
 from ceasr.text.script import languages_to_label, piece_language
 
@@ -97,13 +98,33 @@ def _scorers(cfg, tokenizer, lm) -> Scorers | None:
     return Scorers(pieces, lm if cfg.lm else None, hot)
 
 
-def load_model(model_dir: str | Path, decode: list[str] = (), device: str = "cpu") -> Recognizer:
-    """Load a model directory (config.json, model.safetensors, tokenizer/) as a :class:`Recognizer`.
-
-    ``decode`` takes config overrides such as ``["decode.method=attention", "decode.beam_size=8"]``.
-    """
+def _load_asr(model_dir: str | Path, decode: list[str], device: str) -> Recognizer:
     from ceasr.modeldir import load_model_dir
 
     model, cfg, tokenizer = load_model_dir(model_dir)
     cfg = with_overrides(cfg, list(decode))
     return Recognizer(model, cfg, tokenizer, device)
+
+
+def _load_whisper(model_dir: str | Path, decode: list[str], device: str):
+    from ceasr.whisper.recognizer import load_whisper
+
+    return load_whisper(model_dir, decode, device)
+
+
+# config.json's "kind" -> loader; ceasr's own models have no "kind".
+LOADERS = {"asr": _load_asr, "whisper": _load_whisper}
+
+
+def load_model(model_dir: str | Path, decode: list[str] = (), device: str = "cpu") -> Recognizer:
+    """Load a model directory (config.json, model.safetensors, tokenizer/) as a :class:`Recognizer`
+    (or, for a converted Whisper model, a recognizer with the same methods).
+
+    ``decode`` takes config overrides such as ``["decode.method=attention", "decode.beam_size=8"]``.
+    """
+    from ceasr.modeldir import model_kind
+
+    kind = model_kind(model_dir)
+    if kind not in LOADERS:
+        raise CeasrError(f"{model_dir}: unknown model kind {kind!r}; known: {', '.join(LOADERS)}")
+    return LOADERS[kind](model_dir, list(decode), device)

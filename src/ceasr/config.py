@@ -209,16 +209,19 @@ def _coerce(value, default, where: str):
     raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
 
 
-def with_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentConfig:
-    """Apply ``section.field=value`` overrides, e.g. ``train.lr=1e-3`` or ``model.encoder=transformer``."""
+def with_overrides(cfg, overrides: list[str]):
+    """Apply ``section.field=value`` overrides, e.g. ``train.lr=1e-3`` or ``model.encoder=transformer``.
+
+    Works for any sectioned config (``ExperimentConfig``, ``WhisperModelDirConfig``) and returns its type."""
     data = to_dict(cfg)
     for item in overrides:
         key, sep, value = item.partition("=")
         parts = key.strip().split(".")
-        if not sep or len(parts) != 2 or parts[0] not in data or parts[1] not in data[parts[0]]:
+        section = data.get(parts[0]) if len(parts) == 2 else None
+        if not sep or not isinstance(section, dict) or parts[1] not in section:
             raise ConfigError(f"bad override {item!r}: expected section.field=value with a known field")
         data[parts[0]][parts[1]] = value
-    return from_dict(ExperimentConfig, data)
+    return from_dict(type(cfg), data)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
@@ -246,3 +249,68 @@ def save_json(cfg, path: str | Path) -> None:
     from ceasr.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(to_dict(cfg), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class WhisperConfig:
+    """Whisper's dimensions, OpenAI's ``dims`` (the defaults are ``base``: 74 M parameters)."""
+
+    n_mels: int = 80
+    n_audio_ctx: int = 1500  # encoder frames of a 30 s window (3000 mel frames, stride-2 conv)
+    n_audio_state: int = 512
+    n_audio_head: int = 8
+    n_audio_layer: int = 6
+    n_vocab: int = 51865
+    n_text_ctx: int = 448
+    n_text_state: int = 512
+    n_text_head: int = 8
+    n_text_layer: int = 6
+
+
+@dataclass(frozen=True)
+class WhisperDecodeConfig:
+    """How a Whisper model decodes (OpenAI's defaults unless said otherwise)."""
+
+    method: str = "greedy"  # greedy | beam
+    beam_size: int = 5
+    language: str = ""  # a code such as "en"; empty: detect per 30 s window
+    task: str = "transcribe"  # transcribe | translate
+    max_new_tokens: int = 224  # OpenAI's sample_len: half the text context
+    suppress_blank: bool = True  # no space or end-of-text as the first token
+    temperature_fallback: bool = False  # re-decode by sampling when a result looks degenerate
+    temperature_step: float = 0.2  # fallback temperatures: step, 2 * step, ... up to 1.0
+    compression_ratio_threshold: float = 2.4  # gzip ratio above this: repetitive, fall back
+    logprob_threshold: float = -1.0  # mean token log-probability below this: fall back
+    seed: int = 0  # for the sampling of the fallback
+    window_padding: str = "zeros"  # zeros (faster-whisper's) | silence (OpenAI's); see ceasr.whisper.audio
+
+
+@dataclass(frozen=True)
+class WhisperModelDirConfig:
+    """``config.json`` of a converted Whisper model directory; ``kind`` tells it from ceasr's own models."""
+
+    kind: str = "whisper"
+    model: WhisperConfig = field(default_factory=WhisperConfig)
+    decode: WhisperDecodeConfig = field(default_factory=WhisperDecodeConfig)
+
+
+@dataclass(frozen=True)
+class WhisperFinetuneConfig:
+    """``ceasr finetune``: label-smoothed cross-entropy on a pretrained Whisper (see ceasr.whisper.finetune).
+
+    ``train`` reuses ceasr's optimizer, schedule, clipping and checkpoint fields (``max_epochs``, ``lr``...);
+    its defaults here suit fine-tuning (small constant LR after a short warmup).
+    """
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        lr=1e-5, scheduler="constant", warmup_steps=20, max_epochs=5, weight_decay=0.0, grad_clip=1.0, keep_last=1,
+    ))
+    freeze_encoder: bool = True  # train the decoder only, on encoder outputs computed once
+    layer_decay: float = 1.0  # LR of a layer = lr * layer_decay ** (layers above it); 1 = the same for all
+    batch_size: int = 8  # utterances per step
+    label_smoothing: float = 0.1
+    patience: int = 2  # stop after this many epochs without a better dev WER
+    max_forgetting: float = 1.0  # WER points the general-speech dev set may lose before a checkpoint is rejected
+    language: str = "en"
+    max_train_utterances: int = 0  # 0: all; else an evenly spread subset (CPU time boxes)
+    max_minutes: float = 0.0  # 0: no limit; else no new epoch starts after this much wall time

@@ -43,6 +43,18 @@ def export_model(model: torch.nn.Module, cfg: ExperimentConfig, tokenizer, out_d
     return out_dir
 
 
+def model_kind(model_dir: str | Path) -> str:
+    """``config.json``'s ``kind`` (``"whisper"`` for converted Whisper models), ``"asr"`` when it has none."""
+    path = Path(model_dir) / CONFIG
+    if not path.is_file():
+        raise CeasrError(f"{model_dir}: not a ceasr model directory (no {CONFIG})")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CeasrError(f"{path}: not valid JSON ({e.msg})") from None
+    return data.get("kind", "asr") if isinstance(data, dict) else "asr"
+
+
 def load_model_dir(model_dir: str | Path):
     """Rebuild ``(model, cfg, tokenizer)`` from a model directory; the model is in eval mode."""
     from ceasr.models.asr import build_model

@@ -1,0 +1,274 @@
+"""Fine-tuning a converted Whisper model with label-smoothed cross-entropy: ``ceasr finetune``.
+
+The decoder is taught ``sot language transcribe no_timestamps`` + `` text`` + ``eot`` (the prompt's
+positions carry no loss). With ``freeze_encoder`` the encoder runs once per utterance before training and
+its outputs (float16) are reused every epoch, so an epoch costs only decoder passes. Layer-wise LR decay
+gives each depth ``lr * layer_decay ** (depths above it)``. Every epoch ends with a checkpoint
+(``OUT/checkpoints``) and a greedy decode of the dev set (and of the optional general-speech dev set).
+
+Keep rule (guarding against forgetting): the kept model is the one with the lowest dev WER among the
+pretrained model (epoch 0) and the epochs whose general-speech WER is at most the pretrained model's plus
+``max_forgetting`` points (every epoch qualifies without a general set). Training stops early after
+``patience`` epochs without a better dev WER. ``OUT/model`` is the kept model; ``OUT/finetune.json`` the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ceasr.audio import load as load_audio
+from ceasr.config import WhisperDecodeConfig, WhisperFinetuneConfig, to_dict
+from ceasr.data.manifest import Utterance
+from ceasr.errors import AudioError, ConfigError
+from ceasr.io import atomic_write_text
+from ceasr.losses import cross_entropy
+from ceasr.metrics import corpus_errors
+from ceasr.models.whisper import Whisper
+from ceasr.text.normalize import normalize
+from ceasr.train import checkpoint as ckpt
+from ceasr.train.optim import OPTIMIZERS, build_scheduler
+from ceasr.whisper.audio import N_SAMPLES, SAMPLE_RATE, windows
+from ceasr.whisper.decoding import greedy
+from ceasr.whisper.recognizer import load_whisper_dir
+from ceasr.whisper.tokenizer import WhisperTokenizer
+
+
+@dataclass
+class Examples:
+    """Utterances ready for the model: ``inputs`` are encoder outputs (N, T, D) when the encoder is frozen,
+    else log-mel windows (N, M, 3000); both float16 to halve the memory."""
+
+    inputs: torch.Tensor
+    targets: list[list[int]]  # text ids, with the leading space Whisper writes
+    refs: list[str]  # normalized references
+    skipped: int
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    train_loss: float | None
+    dev_wer: float
+    general_wer: float | None
+    kept: bool = False
+
+
+def _prepare(rows: list[Utterance], model: Whisper, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig,
+             name: str, progress: bool) -> Examples:
+    """Read audio, make 30 s log-mel windows (and encoder outputs when frozen); bad rows are reported."""
+    mels, targets, refs, skipped = [], [], [], 0
+    for utt in tqdm(rows, desc=f"read {name}", disable=not progress, leave=False):
+        try:
+            dur = utt.duration if utt.offset or utt.duration else None
+            wave = load_audio(utt.audio, offset=utt.offset, duration=dur, sample_rate=SAMPLE_RATE)
+            if len(wave) > N_SAMPLES:
+                raise AudioError(utt.audio, "longer than 30 s; fine-tuning takes one Whisper window per utterance")
+        except AudioError as e:
+            print(f"skipped: {e}", file=sys.stderr)
+            skipped += 1
+            continue
+        mels.append(windows(wave, model.cfg.n_mels)[0].half())
+        targets.append(tok.encode(" " + utt.text.strip()))
+        refs.append(normalize(utt.text, utt.lang))
+    if not mels:
+        raise ConfigError(f"{name}: no usable utterance")
+    inputs = torch.stack(mels)
+    if cfg.freeze_encoder:
+        inputs = _encode_all(model, inputs, name, progress)
+    return Examples(inputs, targets, refs, skipped)
+
+
+@torch.no_grad()
+def _encode_all(model: Whisper, mels: torch.Tensor, name: str, progress: bool, batch: int = 4) -> torch.Tensor:
+    model.eval()
+    out = [model.encode(mels[i : i + batch].float()).half()
+           for i in tqdm(range(0, len(mels), batch), desc=f"encode {name}", disable=not progress, leave=False)]
+    return torch.cat(out)
+
+
+def _subset(rows: list, limit: int) -> list:
+    """``limit`` rows evenly spread over ``rows`` (all when ``limit`` is 0 or more than there are)."""
+    if limit <= 0 or limit >= len(rows):
+        return rows
+    return [rows[int(i)] for i in np.linspace(0, len(rows) - 1, limit)]
+
+
+def param_groups(model: Whisper, lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
+    """One group per depth and decay kind; the top depth gets ``lr``, each one below ``layer_decay`` times less."""
+    depths = model.layer_groups()
+    groups = []
+    for depth, params in enumerate(depths):
+        scale = layer_decay ** (len(depths) - 1 - depth)
+        trainable = [p for p in params if p.requires_grad]
+        for decay, kind in ((weight_decay, True), (0.0, False)):
+            chosen = [p for p in trainable if (p.ndim >= 2) == kind]
+            if chosen:
+                groups.append({"params": chosen, "lr": lr * scale, "weight_decay": decay})
+    return groups
+
+
+def _batch(tok: WhisperTokenizer, prompt: list[int], targets: list[list[int]]):
+    """Teacher-forcing ``tokens`` (B, L) padded with eot and ``labels`` (B, L) padded with -1."""
+    seqs = [prompt + t for t in targets]
+    labels = [[-1] * (len(prompt) - 1) + t + [tok.eot] for t in targets]
+    width = max(len(s) for s in seqs)
+    tokens = torch.tensor([s + [tok.eot] * (width - len(s)) for s in seqs])
+    return tokens, torch.tensor([lab + [-1] * (width - len(lab)) for lab in labels])
+
+
+def _loss(model: Whisper, ex: Examples, idx: list[int], prompt, tok, cfg: WhisperFinetuneConfig) -> torch.Tensor:
+    x = ex.inputs[idx].float()
+    enc = x if cfg.freeze_encoder else model.encode(x)
+    tokens, labels = _batch(tok, prompt, [ex.targets[i] for i in idx])
+    logits, _ = model.decoder(tokens, enc)
+    return cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
+
+
+@torch.no_grad()
+def dev_wer(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig, batch: int = 8) -> float:
+    """Corpus WER (%) of a greedy decode of ``ex`` on normalized text."""
+    model.eval()
+    prompt = tok.prompt(cfg.language)
+    # A runaway hypothesis stops at twice the longest reference (plus slack) instead of 224 tokens.
+    longest = max(len(t) for t in ex.targets)
+    dcfg = WhisperDecodeConfig(language=cfg.language, max_new_tokens=min(224, 2 * longest + 10))
+    hyps = []
+    for i in range(0, len(ex.refs), batch):
+        x = ex.inputs[i : i + batch].float()
+        enc = x if cfg.freeze_encoder else model.encode(x)
+        prompts = torch.tensor([prompt] * len(x))
+        hyps += [normalize(tok.decode(toks), cfg.language) for toks, _, _ in greedy(model, enc, prompts, tok, dcfg)]
+    return 100.0 * corpus_errors(ex.refs, hyps).rate
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    epochs: list[EpochReport]
+    kept_epoch: int  # 0: the pretrained model was kept
+    model_dir: Path
+    skipped: int  # unreadable or too long utterances over all sets
+    seconds: float
+
+    def table(self) -> str:
+        """One line per epoch (epoch 0 = before fine-tuning); the last line states what was kept."""
+        lines = ["epoch  train_loss  dev_WER  general_WER  kept"]
+        for e in self.epochs:
+            loss = "-" if e.train_loss is None else f"{e.train_loss:.4f}"
+            gen = "-" if e.general_wer is None else f"{e.general_wer:.2f}"
+            lines.append(f"{e.epoch:>5}  {loss:>10}  {e.dev_wer:>7.2f}  {gen:>11}  {'*' if e.kept else ''}")
+        best = self.epochs[self.kept_epoch]
+        lines.append(f"kept epoch {self.kept_epoch}: dev WER {best.dev_wer:.2f}% -> {self.model_dir} "
+                     f"({self.seconds:.0f} s, {self.skipped} skipped)")
+        return "\n".join(lines)
+
+
+def _keep(reports: list[EpochReport], max_forgetting: float) -> int:
+    """The keep rule: lowest dev WER among epoch 0 and epochs that forgot at most ``max_forgetting`` points."""
+    base = reports[0].general_wer
+    allowed = [r for r in reports if r.epoch == 0 or base is None or r.general_wer <= base + max_forgetting]
+    return min(allowed, key=lambda r: (r.dev_wer, r.epoch)).epoch
+
+
+def _train_epoch(model, ex, prompt, tok, cfg, optimizer, scheduler, gen, progress, epoch) -> tuple[float, int]:
+    """One pass over shuffled batches; returns the mean loss and the number of steps."""
+    model.train()
+    if cfg.freeze_encoder:
+        model.encoder.eval()
+    order = torch.randperm(len(ex.targets), generator=gen).tolist()
+    batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    total = 0.0
+    bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
+    for idx in bar:
+        loss = _loss(model, ex, idx, prompt, tok, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.train.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        total += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return total / max(len(batches), 1), len(batches)
+
+
+def _optimizer(model: Whisper, cfg: WhisperFinetuneConfig, n_train: int):
+    """ceasr's optimizer (by name) over layer-decayed groups and its schedule over all planned steps."""
+    if cfg.train.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer {cfg.train.optimizer!r}: unknown; known: {', '.join(OPTIMIZERS)}")
+    groups = param_groups(model, cfg.train.lr, cfg.layer_decay, cfg.train.weight_decay)
+    optimizer = OPTIMIZERS[cfg.train.optimizer](groups, cfg.train)
+    steps_per_epoch = -(-n_train // cfg.batch_size)
+    return optimizer, build_scheduler(optimizer, cfg.train, steps_per_epoch * cfg.train.max_epochs)
+
+
+def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> tuple[list[EpochReport], dict]:
+    """Epochs until ``max_epochs``, ``patience`` or the time box; returns the reports and checkpoint paths."""
+    train, dev, general = sets
+    optimizer, scheduler = _optimizer(model, cfg, len(train.targets))
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    prompt = tok.prompt(cfg.language)
+
+    def evaluate(epoch: int, loss: float | None) -> EpochReport:
+        gen_wer = dev_wer(model, general, tok, cfg) if general else None
+        return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer)
+
+    def save(step: int, epoch: int) -> Path:
+        extra = {"report": dataclasses.asdict(reports[-1])}
+        return ckpt.save_checkpoint(out_dir, step, epoch, model, optimizer, scheduler, {}, extra)
+
+    reports = [evaluate(0, None)]
+    paths, step, stale = {0: save(0, 0)}, 0, 0
+    for epoch in range(1, cfg.train.max_epochs + 1):
+        loss, n = _train_epoch(model, train, prompt, tok, cfg, optimizer, scheduler, gen, progress, epoch)
+        step += n
+        reports.append(evaluate(epoch, loss))
+        paths[epoch] = save(step, epoch)
+        kept = _keep(reports, cfg.max_forgetting)  # only ever moves to the newest epoch, so never a pruned one
+        ckpt.mark_best(out_dir, paths[kept], "dev_wer", reports[kept].dev_wer)
+        ckpt.prune(out_dir, cfg.train.keep_last)
+        print(f"epoch {epoch}: train loss {loss:.4f}, dev WER {reports[-1].dev_wer:.2f}%"
+              + (f", general WER {reports[-1].general_wer:.2f}%" if general else ""), file=sys.stderr)
+        stale = 0 if reports[-1].dev_wer < min(r.dev_wer for r in reports[:-1]) else stale + 1
+        if stale >= cfg.patience:
+            break
+        if cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes:
+            print(f"time box of {cfg.max_minutes:g} min reached after epoch {epoch}", file=sys.stderr)
+            break
+    return reports, paths
+
+
+def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[Utterance], out_dir: str | Path,
+             cfg: WhisperFinetuneConfig = WhisperFinetuneConfig(), general_rows: list[Utterance] | None = None,
+             progress: bool = True) -> FinetuneResult:
+    """Fine-tune the Whisper model in ``model_dir``; write checkpoints, ``OUT/model`` and ``OUT/finetune.json``."""
+    from ceasr.modeldir import export_model
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    model, dir_cfg, tok = load_whisper_dir(model_dir)
+    torch.manual_seed(cfg.train.seed)
+    for p in model.encoder.parameters():
+        p.requires_grad_(not cfg.freeze_encoder)
+    train = _prepare(_subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress)
+    dev = _prepare(dev_rows, model, tok, cfg, "dev", progress)
+    general = _prepare(general_rows, model, tok, cfg, "general", progress) if general_rows else None
+    reports, paths = _fit(model, tok, cfg, (train, dev, general), out_dir, progress, start)
+    kept = _keep(reports, cfg.max_forgetting)
+    ckpt.load_checkpoint(paths[kept], model, restore_rng=False)
+    reports = [dataclasses.replace(r, kept=r.epoch == kept) for r in reports]
+    model_out = export_model(model, dir_cfg, tok, out_dir / "model")
+    skipped = train.skipped + dev.skipped + (general.skipped if general else 0)
+    result = FinetuneResult(reports, kept, model_out, skipped, time.perf_counter() - start)
+    atomic_write_text(out_dir / "finetune.json", json.dumps({
+        "config": to_dict(cfg), "epochs": [dataclasses.asdict(r) for r in reports], "kept_epoch": kept,
+        "keep_rule": f"lowest dev WER among epoch 0 and epochs with general WER <= epoch 0's + {cfg.max_forgetting}",
+        "model_dir": str(model_out), "skipped": skipped, "seconds": result.seconds}, indent=2) + "\n")
+    return result

@@ -1,0 +1,124 @@
+"""Whisper's byte-level BPE tokenizer, read from a checkpoint's ``tokenizer.json`` (the ``tokenizers`` library).
+
+Special tokens are found by their text (``<|endoftext|>``, ``<|startoftranscript|>``, ``<|en|>``, ...), so
+multilingual, English-only and large-v3 vocabularies all work without a table of ids. Text tokens are the
+ids below ``<|endoftext|>``; everything from it on is a control token that :meth:`decode` leaves out.
+
+A ceasr Whisper model directory keeps ``tokenizer/tokenizer.json`` and ``tokenizer/whisper.json`` (the ids
+the decoder must never emit, as the checkpoint gave them, or derived as OpenAI does when it gave none).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from ceasr.errors import CeasrError
+from ceasr.io import atomic_write_text
+
+TOKENIZER_JSON, SUPPRESS_JSON = "tokenizer.json", "whisper.json"
+_LANGUAGE = re.compile(r"^<\|([a-z]{2,3}|haw|yue)\|>$")
+# Symbols OpenAI keeps Whisper from writing (speaker turns, music marks, brackets of sound descriptions).
+_SYMBOLS = list('"#()*+/:;<=>@[\\]^_`{|}~「」『』') + (
+    "<< >> <<< >>> -- --- -( -[ (' (\" (( )) ((( ))) [[ ]] {{ }} ♪♪ ♪♪♪".split()
+)
+_MUSIC = "♩♪♫♬♭♮♯"
+
+
+class WhisperTokenizer:
+    """Text <-> ids plus Whisper's control tokens (``sot``, ``eot``, languages, tasks, ``no_timestamps``)."""
+
+    def __init__(self, tokenizer: Tokenizer, suppress_ids: Sequence[int] = (), suppress_ids_begin: Sequence[int] = ()):
+        self.tokenizer = tokenizer
+        self.eot = self._special("<|endoftext|>")
+        self.sot = self._special("<|startoftranscript|>")
+        self.transcribe_id = self._special("<|transcribe|>")
+        self.translate_id = self._special("<|translate|>")
+        self.no_timestamps = self._special("<|notimestamps|>")
+        self.languages = self._languages()  # code -> id, in id order
+        self.suppress_ids = tuple(suppress_ids) or self._derive_suppress_ids()
+        self.suppress_ids_begin = tuple(suppress_ids_begin) or (self.encode(" ")[0], self.eot)
+
+    def _special(self, text: str) -> int:
+        i = self.tokenizer.token_to_id(text)
+        if i is None:
+            raise CeasrError(f"tokenizer: no {text} token; not a Whisper tokenizer")
+        return i
+
+    def _languages(self) -> dict[str, int]:
+        found = {}
+        for i in range(self.sot + 1, self.translate_id):
+            m = _LANGUAGE.match(self.tokenizer.id_to_token(i) or "")
+            if m:
+                found[m.group(1)] = i
+        return found
+
+    def _derive_suppress_ids(self) -> tuple[int, ...]:
+        """OpenAI's rule: symbols that encode to one token (alone or after a space), music marks, " -", " '"."""
+        ids = {self.encode(" -")[0], self.encode(" '")[0]}
+        for symbol in _SYMBOLS + list(_MUSIC):
+            for pieces in (self.encode(symbol), self.encode(" " + symbol)):
+                if len(pieces) == 1 or symbol in _MUSIC:
+                    ids.add(pieces[0])
+        return tuple(sorted(i for i in ids if i < self.eot))
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.languages)
+
+    def prompt(self, language: str | None, task: str = "transcribe") -> list[int]:
+        """The decoder's start: ``sot [language] [task] no_timestamps`` (English-only models have neither)."""
+        if not self.multilingual:
+            return [self.sot, self.no_timestamps]
+        if language not in self.languages:
+            raise CeasrError(f"language {language!r}: unknown; known: {', '.join(self.languages)}")
+        task_id = {"transcribe": self.transcribe_id, "translate": self.translate_id}.get(task)
+        if task_id is None:
+            raise CeasrError(f"task {task!r}: expected transcribe or translate")
+        return [self.sot, self.languages[language], task_id, self.no_timestamps]
+
+    def encode(self, text: str) -> list[int]:
+        """Text ids of ``text`` (no control tokens added). Whisper's transcripts start with a space."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids``, control tokens (``>= eot``) left out."""
+        return self.tokenizer.decode([int(i) for i in ids if i < self.eot], skip_special_tokens=False)
+
+    def id_to_piece(self, i: int) -> str:
+        return self.tokenizer.id_to_token(int(i)) or ""
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``tokenizer.json`` and ``whisper.json`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / TOKENIZER_JSON, self.tokenizer.to_str())
+        ids = {"suppress_ids": list(self.suppress_ids), "suppress_ids_begin": list(self.suppress_ids_begin)}
+        atomic_write_text(directory / SUPPRESS_JSON, json.dumps(ids) + "\n")
+
+
+def read_tokenizer_json(path: str | Path, suppress_ids=(), suppress_ids_begin=()) -> WhisperTokenizer:
+    """A :class:`WhisperTokenizer` from a Hugging Face ``tokenizer.json``; a bad file is a CeasrError."""
+    path = Path(path)
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # tokenizers raises plain Exceptions for missing and malformed files alike
+        raise CeasrError(f"{path}: cannot read tokenizer ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    return WhisperTokenizer(tok, suppress_ids, suppress_ids_begin)
+
+
+def load_whisper_tokenizer(directory: str | Path) -> WhisperTokenizer:
+    """Read a tokenizer saved by :meth:`WhisperTokenizer.save`."""
+    directory = Path(directory)
+    ids = {}
+    if (directory / SUPPRESS_JSON).is_file():
+        ids = json.loads((directory / SUPPRESS_JSON).read_text())
+    return read_tokenizer_json(directory / TOKENIZER_JSON, ids.get("suppress_ids", ()), ids.get("suppress_ids_begin", ()))
