@@ -1,7 +1,7 @@
 """Fine-tune Whisper base (frozen encoder) on the default synthetic corpus and measure what it gains and forgets.
 
 Run after bench/whisper.py (which converts the model and prepares the real recordings):
-``.venv/bin/python bench/whisper_finetune.py [--train-utts 400] [--epochs 3] [--minutes 12]``
+``.venv/bin/python bench/whisper_finetune.py [--train-utts 400] [--epochs 3] [--minutes 12] [--lr 2e-5]``
 
 Training: ``ceasr.whisper.finetune.finetune`` (what ``ceasr finetune`` runs) on an evenly spread subset of
 the demo corpus's train split, dev = a subset of its dev split, general-speech dev = the 12 transcribed real
@@ -47,8 +47,8 @@ def main() -> None:
     ap.add_argument("--dev-utts", type=int, default=60)
     ap.add_argument("--test-utts", type=int, default=0, help="0: the whole test split")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--label-smoothing", type=float, default=0.1)
+    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--out", default="finetune", help="folder under --work for checkpoints and the model")
     ap.add_argument("--minutes", type=float, default=12.0, help="no new epoch after this much training time")
     ap.add_argument("--threads", type=int, default=2)

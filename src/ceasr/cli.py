@@ -409,7 +409,7 @@ def _add_whisper_verbs(verbs) -> None:
     p.add_argument("--scheduler")
     p.add_argument("--seed", type=int)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--language", default="en")
     p.add_argument("--max-train", type=int, default=0, help="use this many training utterances (0: all)")

@@ -1,4 +1,4 @@
-"""Fine-tuning a converted Whisper model with label-smoothed cross-entropy: ``ceasr finetune``.
+"""Fine-tuning a converted Whisper model with (optionally label-smoothed) cross-entropy: ``ceasr finetune``.
 
 The decoder is taught ``sot language transcribe no_timestamps`` + `` text`` + ``eot`` (the prompt's
 positions carry no loss). With ``freeze_encoder`` the encoder runs once per utterance before training and
