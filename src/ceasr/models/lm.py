@@ -1,6 +1,6 @@
 """A causal Transformer language model over token ids (the recognizer's tokenizer).
 
-Built from the same attention and feed-forward pieces as the recognizer's decoder, without cross-attention.
+Its blocks are the recognizer's Transformer encoder layers run with a causal mask (no cross-attention).
 Sequences are ``sos w1 .. wn`` in and ``w1 .. wn eos`` out; padding sits at the end, so the causal mask alone
 keeps valid positions away from it.
 """
@@ -13,24 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ceasr.models.transformer import FeedForward, MultiHeadAttention, sinusoidal_encoding
-
-
-class CausalBlock(nn.Module):
-    """Pre-LN block: x + causal MHSA(LN(x)), then x + FFN(LN(x))."""
-
-    def __init__(self, d_model: int, n_heads: int, ff_dim: int, dropout: float):
-        super().__init__()
-        self.norm_att = nn.LayerNorm(d_model)
-        self.att = MultiHeadAttention(d_model, n_heads)
-        self.norm_ff = nn.LayerNorm(d_model)
-        self.ff = FeedForward(d_model, ff_dim)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.norm_att(x)
-        x = x + self.drop(self.att(h, h, is_causal=True))
-        return x + self.drop(self.ff(self.norm_ff(x)))
+from ceasr.models.transformer import TransformerEncoderLayer, sinusoidal_encoding
 
 
 class TransformerLM(nn.Module):
@@ -43,7 +26,7 @@ class TransformerLM(nn.Module):
         self.embed = nn.Embedding(vocab_size, d_model)
         self.scale = math.sqrt(d_model)
         self.drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(CausalBlock(d_model, n_heads, ff_dim, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(TransformerEncoderLayer(d_model, n_heads, ff_dim, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, vocab_size)
         self.out.weight = self.embed.weight  # tied: fewer parameters for a small text corpus
@@ -56,7 +39,7 @@ class TransformerLM(nn.Module):
         length, d_model = ys_in.size(1), self.embed.embedding_dim
         x = self.drop(self.embed(ys_in) * self.scale + sinusoidal_encoding(length, d_model, ys_in.device))
         for block in self.blocks:
-            x = block(x)
+            x = block(x, None, is_causal=True)
         return self.out(self.norm(x))
 
     def loss(self, ys_in: torch.Tensor, ys_out: torch.Tensor, ignore_id: int = -1) -> tuple[torch.Tensor, int]:

@@ -138,9 +138,10 @@ class TransformerEncoderLayer(nn.Module):
         self.ff = FeedForward(d_model, ff_dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, is_causal: bool = False) -> torch.Tensor:
+        """x: (B, T, D); mask: (B, T) True at real frames, or None; is_causal: each step sees only the past."""
         h = self.norm_att(x)
-        x = x + self.drop(self.att(h, h, key_mask=mask))
+        x = x + self.drop(self.att(h, h, key_mask=mask, is_causal=is_causal))
         return x + self.drop(self.ff(self.norm_ff(x)))
 
 
