@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +40,13 @@ def write_tone(
 def tone():
     """``tone(path, seconds=0.5, sr=16000, channels=1, freq=440.0, amp=0.5)`` writes a sine; see write_tone."""
     return write_tone
+
+
+def ceasr_cli(*args, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m ceasr.cli ARGS`` (this interpreter, so the tree under test); with ``check``, a non-zero
+    exit fails the test with the command's stderr."""
+    r = subprocess.run([sys.executable, "-m", "ceasr.cli", *map(str, args)], capture_output=True, text=True,
+                       timeout=300)
+    if check and r.returncode != 0:
+        raise AssertionError(f"ceasr {args[0]} failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    return r

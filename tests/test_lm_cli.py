@@ -5,8 +5,6 @@ the test knows (utterances, marks) and the one-line errors.
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,16 +13,9 @@ from ceasr.config import ExperimentConfig, ModelConfig
 from ceasr.models.asr import build_model
 from ceasr.modeldir import export_model
 from ceasr.text.tokenizer import CharTokenizer
+from conftest import ceasr_cli as cli
 
 TEXTS = ["go left", "go right", "stop now", "turn left now", "go"]
-
-
-def cli(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "ceasr.cli", *map(str, args)], capture_output=True, text=True,
-                       timeout=300)
-    if check and r.returncode != 0:
-        raise AssertionError(f"ceasr {args[0]} failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    return r
 
 
 @pytest.fixture(scope="module")

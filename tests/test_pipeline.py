@@ -6,8 +6,6 @@ The model is far too small to be accurate; these tests check the plumbing agains
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ import ceasr
 import ceasr.audio
 from ceasr.data.manifest import read_manifest
 from ceasr.text.normalize import normalize
+from conftest import ceasr_cli
 
 TINY = [
     "model.d_model=32", "model.n_heads=2", "model.encoder_layers=1", "model.ff_dim=64",
@@ -23,14 +22,6 @@ TINY = [
     "tokenizer.kind=char", "train.max_steps=4", "train.batch_seconds=20", "train.warmup_steps=2",
     "train.checkpoint_every=2", "train.average_last=2",
 ]
-
-
-def ceasr_cli(*args, check=True):
-    r = subprocess.run([sys.executable, "-m", "ceasr.cli", *map(str, args)], capture_output=True, text=True,
-                       timeout=300)
-    if check and r.returncode != 0:
-        raise AssertionError(f"ceasr {args[0]} failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    return r
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,7 @@ import soundfile as sf
 
 from ceasr.data import domain_zh, synth
 from ceasr.errors import CeasrError
+from conftest import ceasr_cli
 
 pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng"), reason="needs espeak-ng (apt-get install espeak-ng)")
 
@@ -127,13 +126,6 @@ TINY = [
     "tokenizer.kind=bilingual", "tokenizer.vocab_size=60", "train.max_steps=3", "train.batch_seconds=20",
     "train.warmup_steps=2", "train.checkpoint_every=3", "train.average_last=1",
 ]
-
-
-def ceasr_cli(*args):
-    r = subprocess.run([sys.executable, "-m", "ceasr.cli", *map(str, args)], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, f"ceasr {args[0]} failed ({r.returncode}):\n{r.stderr[-2000:]}"
-    return r
 
 
 @pytest.mark.slow
