@@ -14,6 +14,7 @@ from ddp_worker import ddp_worker, make_corpus, tiny_config
 from safetensors.torch import load_file
 
 from ceasr.audio import load as load_audio
+from ceasr.config import FeatAugmentConfig
 from ceasr.errors import CeasrError
 from ceasr.features import Fbank
 from ceasr.modeldir import load_model_dir
@@ -36,9 +37,11 @@ def weights(path) -> dict[str, torch.Tensor]:
 
 
 def resume_config(max_steps: int):
-    """Dropout and SpecAugment on, accumulation over 2 batches: all randomness must come back on resume."""
+    """Dropout, feature augmentation and SpecAugment on, accumulation over 2 batches: all randomness must come
+    back on resume."""
     cfg = tiny_config(max_steps=max_steps, accum_steps=2, spec_augment=True, average_last=2, best_by="wer")
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=0.1))
+    feat_augment = FeatAugmentConfig(enabled=True, warp_prob=0.5, reverb_prob=0.5, noise_prob=0.5, gain_prob=0.5)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=0.1), feat_augment=feat_augment)
 
 
 @pytest.fixture(scope="module")

@@ -106,6 +106,25 @@ class AugmentConfig:
 
 
 @dataclass(frozen=True)
+class FeatAugmentConfig:
+    """Augmentation of the cached log-mel features in the training step (see ceasr.data.feat_augment): no
+    workers, no audio, a few elementwise ops per batch. Each step happens with its probability, its parameter
+    drawn uniformly from its (low, high) range."""
+
+    enabled: bool = False
+    warp_prob: float = 0.0
+    warp: tuple[float, float] = (0.9, 1.1)  # VTLP factor alpha: formants move by alpha
+    reverb_prob: float = 0.0
+    rt60: tuple[float, float] = (0.2, 0.8)  # seconds
+    drr_db: tuple[float, float] = (0.0, 10.0)  # direct-to-reverberant ratio
+    noise_prob: float = 0.0
+    noise_kinds: str = "white,pink,brown,babble"  # babble: other utterances of the batch
+    snr_db: tuple[float, float] = (0.0, 30.0)  # on filterbank energies
+    gain_prob: float = 0.0
+    gain_db: tuple[float, float] = (-30.0, 6.0)
+
+
+@dataclass(frozen=True)
 class DecodeConfig:
     method: str = "ctc_greedy"  # ctc_greedy | ctc_prefix_beam | attention
     beam_size: int = 4
@@ -156,6 +175,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    feat_augment: FeatAugmentConfig = field(default_factory=FeatAugmentConfig)
 
 
 def to_dict(cfg) -> dict[str, Any]:

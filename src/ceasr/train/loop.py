@@ -27,6 +27,7 @@ import torch
 
 from ceasr.config import ExperimentConfig
 from ceasr.data.dataset import AsrDataset, AugmentedDataset, Batch, collate
+from ceasr.data.feat_augment import FeatAugment
 from ceasr.data.manifest import Utterance
 from ceasr.data.sampler import DurationBucketSampler
 from ceasr.errors import CeasrError, ConfigError
@@ -86,6 +87,7 @@ class Run:
     augmented: AugmentedDataset | None  # train_set's items augmented on the fly (augment.enabled)
     dev_set: AsrDataset | None  # rank 0 only
     spec: torch.nn.Module | None
+    feat_aug: FeatAugment | None  # feat_augment.enabled: warp, noise, gain on the batch's log-mels
     state: Progress
     total_steps: int
     skipped: int
@@ -189,6 +191,7 @@ def build_run(
         unused = cfg.model.ctc_weight in (0.0, 1.0)
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused)
     spec = SpecAugment() if tc.spec_augment else None
+    feat_aug = FeatAugment(cfg.feat_augment, cfg.features, seed=tc.seed) if cfg.feat_augment.enabled else None
     augmented = None
     if cfg.augment.enabled:
         from ceasr.data.augment import Augmenter
@@ -197,7 +200,7 @@ def build_run(
         augmented = AugmentedDataset(train_set, augmenter, seed=tc.seed, min_frames=min_frames)
     return Run(
         cfg, out_dir, d, tokenizer, model, net, optimizer, scheduler, sampler, train_set, augmented, dev_set,
-        spec, state, total_steps, skipped,
+        spec, feat_aug, state, total_steps, skipped,
     )
 
 
@@ -292,10 +295,13 @@ def train_step(run: Run, group: list[Batch], step: int) -> dict | None:
 
 
 def _forward(run: Run, batch: Batch, step: int, index: int, norm: float):
-    """Loss and stats of one batch, with SpecAugment drawn from a generator seeded by (seed, step, index, rank)."""
+    """Loss and stats of one batch, with feature augmentation and SpecAugment drawn from a generator seeded by
+    (seed, step, index, rank)."""
     feats = batch.feats
+    generator = torch.Generator().manual_seed(_seed_of(run.cfg.train.seed, step, run.d.rank, index + 1))
+    if run.feat_aug is not None:
+        feats = run.feat_aug(feats, batch.feat_lens, generator=generator)
     if run.spec is not None:
-        generator = torch.Generator().manual_seed(_seed_of(run.cfg.train.seed, step, run.d.rank, index + 1))
         # Masked cells become the CMVN mean, i.e. 0 after the model's normalization (SpecAugment's intent);
         # padding stays exactly 0 since (0 - m) + m == 0.
         mean = run.model.normalize.mean

@@ -1,0 +1,185 @@
+"""Augmentation of log-mel features inside the training step: vocal tract length warping, noise, gain.
+
+Waveform augmentation (:mod:`ceasr.data.augment`) is exact but needs each item's audio and a new filterbank
+pass, in DataLoader workers that take cores from training on a small CPU. The same effects, exactly or in
+expectation, act on the cached log-mel energies ``x = log E`` of a padded batch at the cost of a few
+elementwise ops and one small matrix product:
+
+- **gain** of g dB scales every energy by ``10**(g/10)``: ``x + g ln(10) / 10``, floored at the filterbank's
+  log floor. Exact for a wave scaled without clipping.
+- **additive noise**: energies of uncorrelated signals add in expectation, so the mixture is
+  ``logaddexp(x, n + log a)`` (lhotse mixes precomputed features the same way). ``n`` is the log-mel of
+  unit-RMS white, pink or brown noise computed once per :class:`FeatAugment`, or babble: the summed energies
+  of other utterances of the batch. ``a`` sets the SNR measured on the energies, ``mean_t sum_f E_speech``
+  over ``mean_t sum_f E_noise`` (the filterbank's preemphasis and mel weights make it differ by a few dB
+  from the waveform SNR of :func:`ceasr.data.augment.mix_at_snr`).
+- **reverberation** in the energy domain: each bin's energies convolved along time with the energy envelope
+  of :func:`ceasr.data.augment.synthetic_rir` (a direct path of 1, then a tail whose energy falls 60 dB in
+  RT60 and sums to ``10**(-drr/10)``), frame by frame, then rescaled to the input's mean energy as
+  :func:`~ceasr.data.augment.reverberate` does; the direct path stays in place, so labels do too.
+- **vocal tract length perturbation** (VTLP, Jaitly & Hinton 2013): the spectrum stretched along frequency
+  by ``alpha`` (``f -> alpha f`` up to a boundary, then linear to the top of the filterbank, Kaldi's VTLN
+  warp), i.e. each mel bin resampled at the source frequency of its centre, linearly between neighbouring
+  bins' log energies. Formants move as if the vocal tract were ``1/alpha`` as long: new timbres, which a
+  corpus with few natural speakers lacks.
+
+Order per item: warp (the voice), reverberation (the room), noise, gain (the microphone). Padding frames stay 0. Each item's draws
+come from the caller's ``torch.Generator``, so a step's augmentation is fixed by its seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ceasr.config import FeatAugmentConfig, FeatureConfig
+from ceasr.data.augment import NOISE_COLORS, colored_noise
+from ceasr.errors import ConfigError
+from ceasr.features import _EPS, Fbank, mel_scale
+
+LOG_FLOOR = math.log(_EPS)
+NOISE_SECONDS = 10.0  # of each colour in the bank; items longer than that loop it
+WARP_BOUNDARY = 0.85  # the linear warp bends at this fraction of the filterbank's top frequency
+
+
+def mel_centers(cfg: FeatureConfig) -> Tensor:
+    """Centre frequencies (Hz) of the filterbank's mel bins, (n_mels,) float64."""
+    high = cfg.high_freq if cfg.high_freq > 0 else 0.5 * cfg.sample_rate + cfg.high_freq
+    lo, hi = mel_scale(cfg.low_freq), mel_scale(high)
+    mels = lo + (hi - lo) / (cfg.n_mels + 1) * torch.arange(1, cfg.n_mels + 1, dtype=torch.float64)
+    return 700.0 * torch.expm1(mels / 1127.0)
+
+
+def warp_matrix(centers: Tensor, alpha: float, top: float) -> Tensor:
+    """(F, F) matrix ``W`` with ``warped = x @ W.T``: output bin ``k`` reads the log energy at the source
+    frequency ``s`` whose warp ``f(s)`` is bin ``k``'s centre. ``f(s) = alpha s`` below the boundary
+    ``b = WARP_BOUNDARY * top * min(1, 1 / alpha)``, then a line to ``f(top) = top``."""
+    b = WARP_BOUNDARY * top * min(1.0, 1.0 / alpha)
+    c = centers
+    # Inverse of the piecewise-linear warp: below alpha*b, s = c/alpha; above, the line from (alpha b, b) to (top, top).
+    source = torch.where(c <= alpha * b, c / alpha, b + (c - alpha * b) * (top - b) / (top - alpha * b))
+    pos = torch.from_numpy(np.interp(source.numpy(), c.numpy(), np.arange(len(c), dtype=np.float64)))
+    lo = pos.floor().long().clamp(0, len(c) - 1)
+    hi = (lo + 1).clamp(max=len(c) - 1)
+    frac = pos - lo
+    w = torch.zeros(len(c), len(c), dtype=torch.float64)
+    rows = torch.arange(len(c))
+    w.index_put_((rows, lo), 1.0 - frac, accumulate=True)
+    w.index_put_((rows, hi), frac, accumulate=True)
+    return w.float()
+
+
+class FeatAugment:
+    """Applies a :class:`~ceasr.config.FeatAugmentConfig` to raw (un-normalized) log-mel batches."""
+
+    def __init__(self, cfg: FeatAugmentConfig, features: FeatureConfig, seed: int = 0):
+        kinds = [k.strip() for k in cfg.noise_kinds.split(",") if k.strip()]
+        unknown = [k for k in kinds if k not in (*NOISE_COLORS, "babble")]
+        if unknown or (cfg.noise_prob > 0 and not kinds):
+            raise ConfigError(f"feat_augment.noise_kinds: unknown {', '.join(unknown) or '(none given)'}; "
+                              f"known: {', '.join((*NOISE_COLORS, 'babble'))}")
+        for name in ("warp", "rt60", "drr_db", "snr_db", "gain_db"):
+            low, high = getattr(cfg, name)
+            if low > high:
+                raise ConfigError(f"feat_augment.{name}: low {low} > high {high}")
+        for name in ("warp", "rt60"):
+            if getattr(cfg, name)[0] <= 0:
+                raise ConfigError(f"feat_augment.{name}: must be > 0, got {getattr(cfg, name)[0]}")
+        self.cfg, self.kinds = cfg, kinds
+        self.centers = mel_centers(features)
+        self.hop = features.frame_shift_ms / 1000
+        self.top = features.high_freq if features.high_freq > 0 else 0.5 * features.sample_rate + features.high_freq
+        fbank = Fbank(features).eval()
+        rng = np.random.default_rng(seed)
+        n = int(NOISE_SECONDS * features.sample_rate)
+        self.noise = {}  # colour -> (T, F) log-mel of unit-RMS noise
+        for color in (k for k in kinds if k in NOISE_COLORS):
+            wave = torch.from_numpy(colored_noise(color, n, rng))[None]
+            with torch.no_grad():
+                self.noise[color] = fbank(wave, torch.tensor([n]))[0][0]
+
+    def __call__(self, x: Tensor, lens: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``x`` (B, T, F) raw log-mel, ``lens`` (B,) -> augmented copy; frames at or past ``lens`` stay 0."""
+        cfg = self.cfg
+        B, T, _ = x.shape
+        lens = lens.detach().to("cpu", torch.int64)
+        u = torch.rand(B, 10, generator=generator, dtype=torch.float64)  # fixed draws per item, in order
+        out = x.clone()
+        for b in range(B):
+            n = int(lens[b])
+            if n == 0:
+                continue
+            item = x[b, :n]
+            if u[b, 0] < cfg.warp_prob:
+                alpha = _between(cfg.warp, u[b, 1])
+                item = item @ warp_matrix(self.centers, alpha, self.top).to(item)
+            if u[b, 7] < cfg.reverb_prob:
+                item = reverberate(item, _between(cfg.rt60, u[b, 8]), _between(cfg.drr_db, u[b, 9]), self.hop)
+            if u[b, 2] < cfg.noise_prob:
+                kind = self.kinds[min(int(u[b, 3] * len(self.kinds)), len(self.kinds) - 1)]
+                noise = self._noise(kind, x, lens, b, n, generator)
+                if noise is not None:
+                    item = add_noise(item, noise, _between(cfg.snr_db, u[b, 4]))
+            if u[b, 5] < cfg.gain_prob:
+                item = apply_gain(item, _between(cfg.gain_db, u[b, 6]))
+            out[b, :n] = item
+        return out
+
+    def _noise(self, kind: str, x: Tensor, lens: Tensor, b: int, n: int, generator) -> Tensor | None:
+        """(n, F) log-mel noise for item ``b``: a random stretch of the colour's bank, or babble of 1-3 other
+        items of the batch (None when the batch has no other item)."""
+        if kind != "babble":
+            bank = self.noise[kind].to(x)
+            start = int(torch.randint(len(bank), (1,), generator=generator))
+            return _loop(bank, start, n)
+        others = [i for i in range(x.shape[0]) if i != b and int(lens[i]) > 0]
+        if not others:
+            return None
+        talkers = torch.randperm(len(others), generator=generator)[: min(3, len(others))]
+        energy = sum(_loop(x[others[i], : int(lens[others[i]])], 0, n).exp() for i in talkers.tolist())
+        return energy.clamp_min(_EPS).log()
+
+
+def _between(bounds: tuple[float, float], u: Tensor) -> float:
+    low, high = bounds
+    return float(low + (high - low) * u)
+
+
+def _loop(feats: Tensor, start: int, n: int) -> Tensor:
+    """``n`` frames of ``feats`` from ``start``, wrapping around."""
+    idx = (start + torch.arange(n)) % feats.shape[0]
+    return feats[idx]
+
+
+def add_noise(speech: Tensor, noise: Tensor, snr_db: float) -> Tensor:
+    """Log-mel of speech + noise at ``snr_db`` measured on the filterbank energies (both (T, F), same T)."""
+    ps = speech.double().exp().sum(-1).mean()
+    pn = noise.double().exp().sum(-1).mean()
+    if ps <= 0 or pn <= 0:
+        return speech
+    log_scale = float(torch.log(ps / pn)) - snr_db * math.log(10) / 10
+    return torch.logaddexp(speech, noise + log_scale)
+
+
+def reverberate(feats: Tensor, rt60: float, drr_db: float, hop: float = 0.01) -> Tensor:
+    """Log-mel (T, F) heard in a room: energies convolved along time with the frame-wise energy envelope of a
+    direct path plus an exponential tail (60 dB down after ``rt60`` s, ``drr_db`` below the direct path in
+    total), rescaled to the input's mean energy."""
+    d = 10 ** (-6 * hop / rt60)  # energy decay per frame
+    k = torch.arange(max(1, math.ceil(rt60 / hop)), dtype=torch.float64)
+    kernel = 10 ** (-drr_db / 10) * (1 - d) * d**k  # the tail's energy falling in frame t + k
+    kernel[0] += 1.0  # the direct path
+    energy = feats.double().exp().T[:, None]  # (F, 1, T)
+    padded = torch.nn.functional.pad(energy, (len(k) - 1, 0))  # causal: frame t hears frames <= t
+    out = torch.nn.functional.conv1d(padded, kernel.flip(0)[None, None])[:, 0].T  # (T, F)
+    out = out * (energy.sum() / out.sum())
+    return out.clamp_min(_EPS).log().to(feats.dtype)
+
+
+def apply_gain(feats: Tensor, gain_db: float) -> Tensor:
+    """Log-mel of the wave scaled by ``gain_db`` dB (no clipping): a shift of ``gain_db ln(10) / 10``,
+    floored where the filterbank floors."""
+    return (feats + gain_db * math.log(10) / 10).clamp_min(LOG_FLOOR)

@@ -1,0 +1,170 @@
+"""Feature-domain augmentation checked against the filterbank of the audio it stands for."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ceasr.config import FeatAugmentConfig, FeatureConfig
+from ceasr.data.augment import colored_noise
+from ceasr.data.feat_augment import FeatAugment, add_noise, apply_gain, mel_centers, warp_matrix
+from ceasr.errors import ConfigError
+from ceasr.features import Fbank, kaldi_mel_banks
+
+SR = 16000
+FEATS = FeatureConfig()
+
+
+def fbank(wave: np.ndarray) -> torch.Tensor:
+    """(T, F) log-mel of a (S,) wave."""
+    w = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None]
+    with torch.no_grad():
+        return Fbank(FEATS).eval()(w, torch.tensor([w.shape[1]]))[0][0]
+
+
+def tone(freq: float, seconds: float = 0.5, amp: float = 0.3) -> np.ndarray:
+    return amp * np.sin(2 * np.pi * freq * np.arange(int(seconds * SR)) / SR)
+
+
+def speechlike(seed: int = 0, seconds: float = 1.0) -> np.ndarray:
+    """Three harmonics with a slow envelope plus a little noise: energy in every bin, nothing floored."""
+    t = np.arange(int(seconds * SR)) / SR
+    rng = np.random.default_rng(seed)
+    wave = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((220.0, 660.0, 1500.0), start=1))
+    return (0.12 * wave * (1.2 + np.sin(2 * np.pi * 3 * t)) + 0.006 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("gain_db", [-30.0, -12.5, 6.0])
+def test_gain_equals_the_filterbank_of_the_scaled_wave(gain_db):
+    wave = speechlike()
+    assert np.abs(wave).max() * 10 ** (gain_db / 20) < 1.0  # no clipping: the shift is exact
+    want = fbank(wave * 10 ** (gain_db / 20))
+    torch.testing.assert_close(apply_gain(fbank(wave), gain_db), want, atol=2e-3, rtol=0)
+
+
+def test_noise_mix_hits_the_snr_on_energies_and_matches_the_mixed_wave():
+    n = 4 * SR
+    speech, noise = fbank(speechlike(seconds=4)), fbank(colored_noise("white", n, np.random.default_rng(1)))
+    snr = 7.0
+    mixed = add_noise(speech, noise, snr)
+    # Closed form: the mixture's energies are speech + a * noise, with a set by the SNR.
+    added = (mixed.double().exp() - speech.double().exp()).sum(-1).mean()
+    achieved = 10 * math.log10(float(speech.double().exp().sum(-1).mean() / added))
+    assert achieved == pytest.approx(snr, abs=0.01)
+    # Independent reference: the filterbank of the mixed waveforms (the same noise, amplitude sqrt(a)).
+    a = float(speech.double().exp().sum(-1).mean() / noise.double().exp().sum(-1).mean()) / 10 ** (snr / 10)
+    wave_noise = colored_noise("white", n, np.random.default_rng(1))
+    reference = fbank(speechlike(seconds=4) + math.sqrt(a) * wave_noise)
+    # Energies add in expectation (cross terms average out over frames): per-bin means over 4 s within 8 %,
+    # the total within 1 %.
+    want, got = reference.double().exp(), mixed.double().exp()
+    ratio = got.mean(0) / want.mean(0)
+    assert torch.all((ratio - 1).abs() < 0.08), ratio
+    assert float(got.sum() / want.sum()) == pytest.approx(1.0, abs=0.01)
+
+
+def test_warp_of_unit_factor_is_identity():
+    c = mel_centers(FEATS)
+    torch.testing.assert_close(warp_matrix(c, 1.0, SR / 2), torch.eye(FEATS.n_mels))
+
+
+def test_mel_centers_are_the_filter_peaks():
+    banks = kaldi_mel_banks(FEATS.n_mels, 512, SR, FEATS.low_freq, SR / 2)  # (K, F)
+    peak_hz = banks.argmax(dim=0).double() * SR / 512
+    assert torch.all((mel_centers(FEATS) - peak_hz).abs() <= SR / 512)  # within one FFT bin
+
+
+@pytest.mark.parametrize("alpha", [0.9, 1.12])
+def test_warp_moves_a_tone_where_the_warped_tone_is(alpha):
+    """VTLP by alpha puts a 1 kHz tone's peak in the bin of a (alpha x 1 kHz) tone."""
+    w = warp_matrix(mel_centers(FEATS), alpha, SR / 2)
+    warped = (fbank(tone(1000.0)) @ w.T).mean(0)
+    target = fbank(tone(1000.0 * alpha)).mean(0)
+    assert int(warped.argmax()) == int(target.argmax())
+    assert int(warped.argmax()) != int(fbank(tone(1000.0)).mean(0).argmax())  # it did move
+
+
+def batch_of(*waves: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    feats = [fbank(w) for w in waves]
+    lens = torch.tensor([len(f) for f in feats])
+    out = torch.zeros(len(feats), int(lens.max()), FEATS.n_mels)
+    for b, f in enumerate(feats):
+        out[b, : len(f)] = f
+    return out, lens
+
+
+def everything(**kw) -> FeatAugmentConfig:
+    return FeatAugmentConfig(enabled=True, warp_prob=1.0, noise_prob=1.0, gain_prob=1.0, **kw)
+
+
+def test_augment_is_seeded_and_leaves_padding_alone():
+    x, lens = batch_of(speechlike(0), speechlike(1)[: SR // 2], speechlike(2)[: SR // 3])
+    aug = FeatAugment(everything(), FEATS)
+    one = aug(x, lens, torch.Generator().manual_seed(5))
+    two = aug(x, lens, torch.Generator().manual_seed(5))
+    other = aug(x, lens, torch.Generator().manual_seed(6))
+    torch.testing.assert_close(one, two)
+    assert not torch.allclose(one, other)
+    for b, n in enumerate(lens.tolist()):
+        assert torch.all(one[b, n:] == 0)
+        assert not torch.allclose(one[b, :n], x[b, :n])
+
+
+def test_gain_only_is_a_constant_shift_in_range():
+    x, lens = batch_of(speechlike(0), speechlike(1))
+    out = FeatAugment(FeatAugmentConfig(enabled=True, gain_prob=1.0, gain_db=(-20.0, -10.0)), FEATS)(
+        x, lens, torch.Generator().manual_seed(0))
+    shift_db = (out - x) * 10 / math.log(10)  # per cell, in dB
+    for b in range(2):
+        assert float(shift_db[b].max() - shift_db[b].min()) < 1e-3
+        assert -20.0 <= float(shift_db[b].mean()) <= -10.0
+
+
+def test_zero_probabilities_change_nothing_and_lonely_babble_is_skipped():
+    x, lens = batch_of(speechlike(0))
+    torch.testing.assert_close(FeatAugment(FeatAugmentConfig(enabled=True), FEATS)(x, lens), x)
+    babble = FeatAugment(FeatAugmentConfig(enabled=True, noise_prob=1.0, noise_kinds="babble"), FEATS)
+    torch.testing.assert_close(babble(x, lens), x)  # no other utterance in the batch to babble with
+
+
+def test_babble_adds_the_other_utterances_energy():
+    x, lens = batch_of(speechlike(0), speechlike(1))
+    cfg = FeatAugmentConfig(enabled=True, noise_prob=1.0, noise_kinds="babble", snr_db=(0.0, 0.0))
+    out = FeatAugment(cfg, FEATS)(x, lens, torch.Generator().manual_seed(0))
+    added = out[0].double().exp() - x[0].double().exp()
+    assert float(added.min()) >= -1e-3 * float(x[0].double().exp().max())  # energy only ever added
+    assert 10 * math.log10(float(x[0].double().exp().sum(-1).mean() / added.sum(-1).mean())) == pytest.approx(0.0, abs=0.01)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(noise_kinds="white,rain"), "rain"),
+    (dict(warp=(1.1, 0.9)), "warp"),
+    (dict(snr_db=(20.0, 5.0)), "snr_db"),
+])
+def test_bad_settings_are_named(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        FeatAugment(FeatAugmentConfig(enabled=True, **bad), FEATS)
+
+
+def test_reverb_matches_the_filterbank_of_the_reverberated_wave():
+    """A noise burst in a room: the feature-domain tail follows the filterbank of the convolved wave. (Broadband,
+    so the RIR's random spectral gains average out; on a few harmonics one RIR's |H(f)|^2 would decide.)"""
+    from ceasr.data.augment import reverberate as reverberate_wave
+    from ceasr.data.augment import synthetic_rir
+    from ceasr.data.feat_augment import reverberate
+
+    burst = np.concatenate([0.1 * colored_noise("pink", int(0.6 * SR), np.random.default_rng(2)),
+                            np.zeros(SR // 2, np.float32)])
+    burst += 1e-4 * np.random.default_rng(3).standard_normal(len(burst)).astype(np.float32)  # a noise floor
+    rt60, drr = 0.5, 3.0
+    want = fbank(reverberate_wave(burst, synthetic_rir(rt60, np.random.default_rng(4), drr_db=drr)))
+    dry = fbank(burst)
+    got = reverberate(dry, rt60, drr)
+    total = lambda x: 10 * torch.log10(x.double().exp().sum(-1))  # noqa: E731  frame energy in dB
+    after = slice(62, 85)  # 20-250 ms after the burst ends at frame ~58
+    assert float((total(dry)[after] - total(want)[after]).mean()) < -15  # the room's tail is real and loud
+    assert float((total(got)[after] - total(want)[after]).abs().mean()) < 3.0  # and the features reproduce it
+    assert float((total(got)[5:55] - total(want)[5:55]).abs().mean()) < 1.0  # during the burst too
