@@ -1,15 +1,16 @@
-"""Training throughput with and without on-the-fly waveform augmentation, side by side; and what each step costs.
+"""Training throughput with and without augmentation, side by side; and what each augmentation costs.
 
 Run: ``.venv/bin/python bench/augment.py [--manifest runs/demo/data/train.jsonl] [--utterances 400]``
 
-Three set-ups train the demo config's model on the same utterances, with the same batches, alternating in
-each of ``--rounds`` rounds of ``--steps`` optimizer steps: no waveform augmentation (cached features),
-the demo's augmentation in the training process (``train.num_workers=0``), and the same in one DataLoader
-worker process (``num_workers=1``, the demo's setting). Throughput is training utterances per wall-clock
+Four set-ups train the demo config's model on the same utterances, with the same batches, alternating in
+each of ``--rounds`` rounds of ``--steps`` optimizer steps: no augmentation (cached features), the demo's
+feature-domain augmentation (``feat_augment``, in the training step), and the ``augment:`` section's
+waveform augmentation in the training process (``train.num_workers=0``) and in one DataLoader worker
+process (``num_workers=1``). Throughput is training utterances per wall-clock
 second over a round's steps after its first (which includes the worker's start-up, once per epoch in
 training); the table gives the median over rounds. A second table gives each augmentation's own cost in ms
 per utterance (median over the utterances), including the feature extraction an augmented item needs again.
-The last line is the headline: how much slower training is with augmentation in a worker.
+The last line is the headline: how much slower the demo's training is with its augmentation.
 """
 
 from __future__ import annotations
@@ -35,15 +36,19 @@ from ceasr.train import distributed  # noqa: E402
 from ceasr.train.loop import _groups, _setup, batches, train_step  # noqa: E402
 
 
+NONE, FEATS, WORKER = "no augmentation", "feature-domain (the demo)", "waveform, 1 DataLoader worker"
+
+
 def variants(cfg) -> dict[str, object]:
-    tc = cfg.train
+    off = dataclasses.replace(cfg, augment=dataclasses.replace(cfg.augment, enabled=False),
+                              feat_augment=dataclasses.replace(cfg.feat_augment, enabled=False))
+    wave = dataclasses.replace(off, augment=dataclasses.replace(cfg.augment, enabled=True))
     return {
-        "no waveform augmentation": dataclasses.replace(
-            cfg, augment=dataclasses.replace(cfg.augment, enabled=False)),
-        "augmentation in the training process": dataclasses.replace(
-            cfg, train=dataclasses.replace(tc, num_workers=0)),
-        "augmentation in 1 DataLoader worker": dataclasses.replace(
-            cfg, train=dataclasses.replace(tc, num_workers=1)),
+        NONE: off,
+        FEATS: dataclasses.replace(off, feat_augment=dataclasses.replace(cfg.feat_augment, enabled=True)),
+        "waveform, in the training process": dataclasses.replace(
+            wave, train=dataclasses.replace(cfg.train, num_workers=0)),
+        WORKER: dataclasses.replace(wave, train=dataclasses.replace(cfg.train, num_workers=1)),
     }
 
 
@@ -64,9 +69,14 @@ def one_round(run, epoch: int, steps: int) -> float:
 
 def augmentation_costs(cfg, waves: list[np.ndarray]) -> list[list]:
     """ms per utterance of each augmentation alone and of the features an augmented item needs again."""
+    from ceasr.data import feat_augment as fa
     from ceasr.features import Fbank
 
     fbank = Fbank(cfg.features).eval()
+    fc = cfg.feat_augment
+    bank = fa.FeatAugment(fc, cfg.features)
+    centers = fa.mel_centers(cfg.features)
+    feats = {id(w): fbank(torch.from_numpy(w)[None], torch.tensor([len(w)]))[0][0] for w in waves}
     rng = np.random.default_rng(0)
     c = cfg.augment
     rir = aug.synthetic_rir(float(np.mean(c.rt60)), rng)
@@ -78,6 +88,12 @@ def augmentation_costs(cfg, waves: list[np.ndarray]) -> list[list]:
         "babble (5 talkers) at an SNR": lambda w: aug.mix_at_snr(w, aug.babble(waves, len(w), rng, 5), 10),
         "gain with clipping": lambda w: aug.apply_gain(w, 6.0),
         "fbank features again": lambda w: fbank(torch.from_numpy(w)[None], torch.tensor([len(w)])),
+        "features: VTLP warp": lambda w: feats[id(w)] @ fa.warp_matrix(centers, 1.1, 8000.0).T,
+        f"features: reverberation (RT60 {np.mean(fc.rt60):.2f} s)":
+            lambda w: fa.reverberate(feats[id(w)], float(np.mean(fc.rt60)), 5.0),
+        "features: pink noise at an SNR":
+            lambda w: fa.add_noise(feats[id(w)], fa.loop_frames(bank.noise["pink"], 0, len(feats[id(w)])), 10.0),
+        "features: gain": lambda w: fa.apply_gain(feats[id(w)], -20.0),
     }
     rows = []
     with torch.no_grad():
@@ -113,15 +129,16 @@ def main() -> None:
         for r in range(args.rounds):
             for name, run in runs.items():
                 rates[name].append(one_round(run, r, args.steps))
-    base = median(rates["no waveform augmentation"])
+    base = median(rates[NONE])
     table = [[name, f"{median(v):.1f}", f"{100 * (base / median(v) - 1):+.1f}%"] for name, v in rates.items()]
-    waves = runs["augmentation in 1 DataLoader worker"].train_set.waves
+    waves = runs[WORKER].train_set.waves
     print(format_table(["each augmentation alone, per utterance", "ms"], augmentation_costs(cfg, waves[:100])))
     print()
     print(format_table([f"training ({args.rounds} rounds x {args.steps} steps)", "utt/s", "time vs none"], table))
-    worker = median(rates["augmentation in 1 DataLoader worker"])
-    print(f"augmentation (1 DataLoader worker) makes training {100 * (base / worker - 1):+.1f}% slower "
-          f"({worker:.1f} vs {base:.1f} utt/s)")
+    worker, feats = median(rates[WORKER]), median(rates[FEATS])
+    print(f"waveform augmentation (1 DataLoader worker): {100 * (base / worker - 1):+.1f}% training time")
+    print(f"the demo's feature-domain augmentation makes training {100 * (base / feats - 1):+.1f}% slower "
+          f"({feats:.1f} vs {base:.1f} utt/s)")
 
 
 if __name__ == "__main__":

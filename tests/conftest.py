@@ -42,11 +42,14 @@ def tone():
     return write_tone
 
 
-def ceasr_cli(*args, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``python -m ceasr.cli ARGS`` (this interpreter, so the tree under test); with ``check``, a non-zero
-    exit fails the test with the command's stderr."""
-    r = subprocess.run([sys.executable, "-m", "ceasr.cli", *map(str, args)], capture_output=True, text=True,
-                       timeout=300)
+def ceasr_cli(*args, check: bool = True, cwd=None, stdin: bytes | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m ceasr.cli ARGS`` (this interpreter, so the tree under test) in ``cwd`` with ``stdin``
+    bytes; stdout and stderr come back as text. With ``check``, a non-zero exit fails the test with the
+    command's stderr."""
+    r = subprocess.run([sys.executable, "-m", "ceasr.cli", *map(str, args)], capture_output=True, cwd=cwd,
+                       input=stdin, timeout=timeout)
+    r.stdout, r.stderr = r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
     if check and r.returncode != 0:
         raise AssertionError(f"ceasr {args[0]} failed ({r.returncode}):\n{r.stderr[-2000:]}")
     return r

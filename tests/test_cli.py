@@ -1,15 +1,12 @@
 """The CLI's contract for user mistakes: one line on stderr naming the item and the reason, exit code 2."""
 
-import subprocess
-import sys
 
 import pytest
+from conftest import ceasr_cli
 
 
 def run(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "ceasr.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
-    )
+    return ceasr_cli(*args, check=False, cwd=cwd)
 
 
 @pytest.mark.parametrize(

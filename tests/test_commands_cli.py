@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import ceasr_cli
 
 from ceasr.audio import save as save_audio
 from ceasr.config import ExperimentConfig, ModelConfig
@@ -19,8 +18,7 @@ from ceasr.text.tokenizer import CharTokenizer
 
 
 def run(*args, stdin: bytes | None = None):
-    return subprocess.run([sys.executable, "-m", "ceasr.cli", *map(str, args)], capture_output=True,
-                          input=stdin, timeout=120)
+    return ceasr_cli(*args, check=False, stdin=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +45,14 @@ def test_command_lines_json_and_threshold(setup):
     phrases = set(command_phrases())
     out = run("command", "--model", model, "--threshold", "0", *wavs)
     assert out.returncode == 0, out.stderr
-    lines = [line.split("\t") for line in out.stdout.decode().splitlines()]
+    lines = [line.split("\t") for line in out.stdout.splitlines()]
     assert [f[0] for f in lines] == [str(w) for w in wavs]
     assert all(f[1] in phrases and 0.0 <= float(f[2]) <= 1.0 for f in lines)  # threshold 0 accepts all
     out = run("command", "--model", model, "--threshold", "1.5", "--format", "json", wavs[0], tmp / "none.wav")
     assert out.returncode == 0
-    row = json.loads(out.stdout.decode())
+    row = json.loads(out.stdout)
     assert row["phrase"] is None and row["best"] in phrases and "intent" not in row  # above 1: all rejected
-    assert out.stderr.decode().strip().endswith("none.wav: no such file")
+    assert out.stderr.strip().endswith("none.wav: no such file")
 
 
 def test_bad_command_set_is_one_line(setup):
@@ -62,7 +60,7 @@ def test_bad_command_set_is_one_line(setup):
     (tmp / "bad.commands").write_text("go (left | right\n")
     out = run("command", "--model", model, "--commands", tmp / "bad.commands", wavs[0])
     assert out.returncode == 2
-    assert out.stderr.decode().strip().splitlines() == [
+    assert out.stderr.strip().splitlines() == [
         f"ceasr command: error: {tmp / 'bad.commands'}:1: '(' without its ')'"]
 
 
@@ -70,14 +68,14 @@ def test_listen_and_evaluate_commands(setup):
     tmp, model, wavs = setup
     pcm = (0.01 * np.random.default_rng(1).standard_normal(3 * 16000) * 32767).astype("<i2").tobytes()
     out = run("listen", "--model", model, "--threshold", "1.5", stdin=pcm)
-    assert out.returncode == 0 and out.stdout == b"", out.stderr  # nothing passes a threshold above 1
+    assert out.returncode == 0 and out.stdout == "", out.stderr  # nothing passes a threshold above 1
     for name, text in (("in", "stop"), ("oog", "hello there"), ("noise", "")):
         rows = [json.dumps({"audio": str(w), "text": text}) for w in wavs[:2]]
         (tmp / f"{name}.jsonl").write_text("\n".join(rows + ['{"audio": 1}']) + "\n")
     out = run("evaluate-commands", "--model", model, "--in-grammar", tmp / "in.jsonl", "--out-of-grammar",
               tmp / "oog.jsonl", "--noise-only", tmp / "noise.jsonl", "--threshold", "1.5", "--out", tmp / "ev")
     assert out.returncode == 0, out.stderr
-    text = out.stdout.decode()
+    text = out.stdout
     assert "in-grammar=2 out-of-grammar=2 noise=2 skipped=3" in text
     assert text.splitlines()[-1].startswith("accuracy=")
     assert "FRR=100.00% FAR=0.00% noise-accepted=0.00%" in text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -20,6 +19,7 @@ from ceasr.whisper.decoding import beam_search, compression_ratio, decode_window
 from ceasr.whisper.tokenizer import WhisperTokenizer
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from conftest import ceasr_cli
 from whisper_fixtures import tiny_model, tiny_tokenizer, write_ct2_folder, write_hf, write_openai  # noqa: E402
 
 
@@ -196,7 +196,7 @@ def test_ct2_config_suppress_ids_are_used(tiny, tmp_path):
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "ceasr.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return ceasr_cli(*args, check=False, cwd=cwd)
 
 
 def test_converted_directories_transcribe_alike_and_work_with_the_cli(tiny, tmp_path):

@@ -20,6 +20,7 @@ from ceasr.whisper.finetune import EpochReport, _batch, _keep, finetune, param_g
 from ceasr.whisper.recognizer import load_whisper_dir
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from conftest import ceasr_cli
 from whisper_fixtures import tiny_model, tiny_tokenizer, write_openai  # noqa: E402
 
 WORDS = ["one", "two", "three", "four"]
@@ -98,11 +99,8 @@ def test_layer_decay_and_frozen_encoder_param_groups():
 
 
 def test_finetune_cli_reports_a_missing_model_in_one_line(tmp_path):
-    import subprocess
-
     sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
     (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "one"}) + "\n")
-    done = subprocess.run([sys.executable, "-m", "ceasr.cli", "finetune", "--model", str(tmp_path / "nope"),
-                           "--train", str(tmp_path / "m.jsonl"), "--dev", str(tmp_path / "m.jsonl"),
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    done = ceasr_cli("finetune", "--model", tmp_path / "nope", "--train", tmp_path / "m.jsonl",
+                     "--dev", tmp_path / "m.jsonl", "--out", tmp_path / "out", check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "nope" in done.stderr, done.stderr

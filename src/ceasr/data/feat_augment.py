@@ -134,12 +134,12 @@ class FeatAugment:
         if kind != "babble":
             bank = self.noise[kind].to(x)
             start = int(torch.randint(len(bank), (1,), generator=generator))
-            return _loop(bank, start, n)
+            return loop_frames(bank, start, n)
         others = [i for i in range(x.shape[0]) if i != b and int(lens[i]) > 0]
         if not others:
             return None
         talkers = torch.randperm(len(others), generator=generator)[: min(3, len(others))]
-        energy = sum(_loop(x[others[i], : int(lens[others[i]])], 0, n).exp() for i in talkers.tolist())
+        energy = sum(loop_frames(x[others[i], : int(lens[others[i]])], 0, n).exp() for i in talkers.tolist())
         return energy.clamp_min(_EPS).log()
 
 
@@ -148,7 +148,7 @@ def _between(bounds: tuple[float, float], u: Tensor) -> float:
     return float(low + (high - low) * u)
 
 
-def _loop(feats: Tensor, start: int, n: int) -> Tensor:
+def loop_frames(feats: Tensor, start: int, n: int) -> Tensor:
     """``n`` frames of ``feats`` from ``start``, wrapping around."""
     idx = (start + torch.arange(n)) % feats.shape[0]
     return feats[idx]

@@ -1,0 +1,3 @@
+from ceasr.cli import main
+
+main()

@@ -1,0 +1,67 @@
+"""Voice-command verbs: command, listen, evaluate-commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _cmd_command(args) -> None:
+    from ceasr.commands.recognize import load_command_recognizer, recognize_files
+
+    crec = load_command_recognizer(args.model, args.commands, args.threshold)
+    if recognize_files(crec, args.files, fmt=args.format) == len(args.files):
+        raise SystemExit(1)
+
+
+def _cmd_listen(args) -> None:
+    from ceasr.commands.recognize import load_command_recognizer
+    from ceasr.commands.stream import CommandSpotter, file_chunks, listen, pcm_chunks
+
+    crec = load_command_recognizer(args.model, args.commands, args.threshold)
+    chunk = round(crec.sample_rate * args.chunk_ms / 1000)
+    if args.input == "-":
+        chunks = pcm_chunks(sys.stdin.buffer, chunk)
+    else:
+        chunks = file_chunks(args.input, chunk, crec.sample_rate)
+    listen(CommandSpotter(crec), chunks, fmt=args.format)
+
+
+def _cmd_evaluate_commands(args) -> None:
+    from ceasr.commands.evaluate import evaluate_commands
+    from ceasr.commands.recognize import load_command_recognizer
+
+    crec = load_command_recognizer(args.model, args.commands, args.threshold)
+    out = args.out or Path(args.model).resolve().parent / "commands-eval"
+    report = evaluate_commands(crec, args.in_grammar, args.out_of_grammar, args.noise_only, out, args.target_far)
+    print(report.summary_lines())
+
+
+def add_verbs(verbs) -> None:
+    """The voice-command verbs: command, listen, evaluate-commands."""
+    def common(p):
+        p.add_argument("--model", required=True)
+        p.add_argument("--commands", default="default", help="a built-in set (default) or a command-set file")
+        p.add_argument("--threshold", type=float, help="accept when confidence >= this (default: the config's)")
+
+    p = verbs.add_parser("command", help="recognize one command per audio file (or reject it)")
+    common(p)
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=_cmd_command)
+
+    p = verbs.add_parser("listen", help="spot commands in a long recording or a 16 kHz s16le PCM stream")
+    common(p)
+    p.add_argument("--input", default="-", help="raw PCM file, audio file, or - for stdin (default)")
+    p.add_argument("--chunk-ms", type=float, default=100.0, help="read size")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=_cmd_listen)
+
+    p = verbs.add_parser("evaluate-commands", help="accuracy, FRR, FAR, DET curve and RTF of a command set")
+    common(p)
+    p.add_argument("--in-grammar", required=True, help="manifest of utterances whose text is in the set")
+    p.add_argument("--out-of-grammar", required=True, help="manifest of other speech")
+    p.add_argument("--noise-only", help="manifest of noise or silence")
+    p.add_argument("--target-far", type=float, default=0.02, help="false-accept rate to calibrate for")
+    p.add_argument("--out", help="folder for results and commands_det.png (default: commands-eval beside MODEL)")
+    p.set_defaults(func=_cmd_evaluate_commands)

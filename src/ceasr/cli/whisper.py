@@ -1,0 +1,63 @@
+"""Whisper verbs: convert, finetune."""
+
+from __future__ import annotations
+
+
+def _cmd_convert(args) -> None:
+    from ceasr.whisper.convert import convert_whisper
+
+    out = convert_whisper(args.src, args.out, tokenizer=args.tokenizer, language=args.language or "")
+    print(f"wrote {out}")
+
+
+def _cmd_finetune(args) -> None:
+    import dataclasses
+
+    from ceasr.config import WhisperFinetuneConfig
+    from ceasr.data.manifest import load_rows
+    from ceasr.whisper.finetune import finetune
+
+    base = WhisperFinetuneConfig()
+    train_fields = {k: v for k, v in {"lr": args.lr, "max_epochs": args.epochs, "optimizer": args.optimizer,
+                                      "scheduler": args.scheduler, "seed": args.seed}.items() if v is not None}
+    cfg = dataclasses.replace(
+        base, train=dataclasses.replace(base.train, **train_fields), freeze_encoder=not args.train_encoder,
+        layer_decay=args.layer_decay, batch_size=args.batch_size, label_smoothing=args.label_smoothing,
+        patience=args.patience, max_forgetting=args.max_forgetting, language=args.language,
+        max_train_utterances=args.max_train, max_minutes=args.max_minutes,
+    )
+    general = load_rows(args.general_dev) if args.general_dev else None
+    result = finetune(args.model, load_rows(args.train), load_rows(args.dev), args.out, cfg, general)
+    print(result.table())
+
+
+def add_verbs(verbs) -> None:
+    p = verbs.add_parser("convert", help="convert a pretrained checkpoint into a ceasr model directory")
+    p.add_argument("kind", choices=["whisper"])
+    p.add_argument("src", help="OpenAI .pt file, Hugging Face folder, or faster-whisper/CTranslate2 folder")
+    p.add_argument("out")
+    p.add_argument("--tokenizer", help="tokenizer.json (an OpenAI .pt holds none; default: beside SRC)")
+    p.add_argument("--language", help="decode in this language by default (default: detect)")
+    p.set_defaults(func=_cmd_convert)
+
+    p = verbs.add_parser("finetune", help="fine-tune a converted Whisper model with label-smoothed cross-entropy")
+    p.add_argument("--model", required=True)
+    p.add_argument("--train", required=True)
+    p.add_argument("--dev", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--general-dev", help="general-speech manifest to watch for forgetting (before/after)")
+    p.add_argument("--max-forgetting", type=float, default=1.0, help="WER points the general set may lose")
+    p.add_argument("--train-encoder", action="store_true", help="train everything (default: frozen encoder)")
+    p.add_argument("--layer-decay", type=float, default=1.0, help="per-layer LR factor from the top down")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer")
+    p.add_argument("--scheduler")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--patience", type=int, default=2)
+    p.add_argument("--language", default="en")
+    p.add_argument("--max-train", type=int, default=0, help="use this many training utterances (0: all)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="start no epoch after this time (0: no limit)")
+    p.set_defaults(func=_cmd_finetune)
