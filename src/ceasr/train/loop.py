@@ -197,6 +197,7 @@ def build_run(
         from ceasr.data.augment import Augmenter
 
         augmenter = Augmenter(cfg.augment, babble_sources=train_set.waves, sr=cfg.features.sample_rate)
+        min_frames = getattr(getattr(model, "embed", None), "min_frames", 1)
         augmented = AugmentedDataset(train_set, augmenter, seed=tc.seed, min_frames=min_frames)
     return Run(
         cfg, out_dir, d, tokenizer, model, net, optimizer, scheduler, sampler, train_set, augmented, dev_set,
