@@ -347,3 +347,17 @@ def test_scorers_share_one_prefix_table(unigram_lm):
     assert a.prefixes is b.prefixes
     assert "gox" in a.prefixes and a.prefixes.best("gon") == pytest.approx(-0.7 * LN10)
     assert a.prefixes.best("gx") is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_search_scores_keep_only_complete_hotwords(seed):
+    # Every hypothesis the search returns carries exactly its brute-force bonus: open partial matches
+    # (paid token by token during the search) are taken back by the end.
+    lp = random_log_probs(5, V, seed, scale=1.0)
+    phrases = [((3, 4, 5), 1.5), ((4, 4), 0.7)]
+    # A beam that never prunes, so the acoustic scores are exact; the 60 best are checked.
+    fused = ctc_prefix_beam_search(lp, 10**5, fusion=Fusion(PIECES, hotwords=Hotwords(phrases)))[:60]
+    assert any(h.tokens[-2:] == (3, 4) or h.tokens[-1:] == (3,) for h in fused)  # some end inside a match
+    for h in fused:
+        assert h.score == pytest.approx(ctc_loss_score(lp, list(h.tokens)) + hotword_reference(phrases, h.tokens),
+                                        abs=1e-6)
