@@ -20,7 +20,7 @@ from ceasr.lm.arpa import read_arpa
 from ceasr.lm.kneser_ney import estimate
 from ceasr.lm.ngram import NgramLM
 from ceasr.text.tokenizer import CharTokenizer
-from test_decode import EOS, StandInModel, ctc_loss_score, exhaustive, random_log_probs
+from test_decode import StandInModel, ctc_loss_score, exhaustive, random_log_probs
 
 V = 6
 PIECES = ("<blank>", "<unk>", "<sos/eos>", "a", "b", "c")

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,8 +37,9 @@ from ceasr.text.tokenizer import WORD_START
 OOV_PENALTY = -10.0
 
 
-@dataclass(frozen=True)
-class FusionState:
+class FusionState(NamedTuple):
+    """A named tuple, not a dataclass: states are hashed and built in the search's innermost loop."""
+
     lm: Hashable | None  # the LM's state (None without an LM)
     word: tuple[int, ...]  # word LM: tokens of the word not scored yet
     hot: int  # hotword automaton state
@@ -66,6 +68,7 @@ class Fusion:
             prefixes = WordPrefixes.of_lm(lm, hotword_words(hotwords, self.pieces))
         self.prefixes = prefixes
         self._rows: dict = {}
+        self._steps: dict[tuple[FusionState, int], tuple[float, FusionState]] = {}
         self._partials: dict[tuple[int, ...], float] = {}
 
     @property
@@ -74,8 +77,9 @@ class Fusion:
         return (self.lm is not None and self.lm_weight != 0.0) or self.length_bonus != 0.0 or self.hotwords is not None
 
     def reset(self) -> None:
-        """Forget cached LM rows (between utterances: a neural LM's states are whole prefixes)."""
+        """Forget cached LM rows and steps (between utterances: a neural LM's states are whole prefixes)."""
         self._rows = {}
+        self._steps = {}
 
     def start(self) -> FusionState:
         return FusionState(self.lm.start() if self.lm is not None else None, (), 0)
@@ -98,6 +102,13 @@ class Fusion:
 
     def extend(self, state: FusionState, token: int) -> tuple[float, FusionState]:
         """(score change, new state) when ``token`` is appended."""
+        # Hypotheses that differ only before the LM's context share states: each step is worked out once.
+        step = self._steps.get((state, token))
+        if step is None:
+            step = self._steps[(state, token)] = self._extend(state, token)
+        return step
+
+    def _extend(self, state: FusionState, token: int) -> tuple[float, FusionState]:
         delta = self.length_bonus
         hot = state.hot
         if self.hotwords is not None:
