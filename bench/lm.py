@@ -238,6 +238,11 @@ def hotword_study(bench: Bench, hot: dict, ngram, tuned: dict, best_peer) -> dic
                           for x in (None, boost)] for c in bench.conditions()}
         out[name] = row
         print(f"# hotwords {name}: {row}", file=sys.stderr, flush=True)
+    decoder = systems["ceasr + 3-gram"][0]
+    clean, noisy = bench.conditions()[0], bench.conditions()[1]
+    out["curve"] = [(boost, recall(hot["test"][1], decoder(boost)(hot["test"][0])[0]),
+                     *(corpus_errors(bench.sets[(c, "test")][1], decoder(boost)(bench.sets[(c, "test")][0])[0]).rate
+                       for c in (clean, noisy))) for boost in BOOSTS]
     return out
 
 
@@ -264,7 +269,7 @@ def parse_args():
     ap.add_argument("--snr", type=float, default=5.0)
     ap.add_argument("--noises", nargs="*", default=["white", "pink", "babble"])
     ap.add_argument("--beam", type=int, default=8)
-    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--dev-every", type=int, default=2, help="tune on every k-th dev utterance of each condition")
     ap.add_argument("--lm-steps", type=int, default=600)
     ap.add_argument("--threads", type=int, default=1)
@@ -343,6 +348,7 @@ def report(args, load, ppl, tuned, best_peer, table, full_rtf, n_waves, hw, summ
     print(f"\nhotwords {', '.join(HOTWORDS)} (absent from the training text), {n_hot} test-voice sentences; "
           "boost chosen on dev voices:")
     rows = []
+    curve = hw.pop("curve")
     for name, r in hw.items():
         (f0, n), (f1, _) = r["recall"]
         wer = [f"{a:.4f} -> {b:.4f}" for a, b in r["wer"].values()]
@@ -350,6 +356,10 @@ def report(args, load, ppl, tuned, best_peer, table, full_rtf, n_waves, hw, summ
                      f"{f1 / max(n, 1):.1%}", *wer])
     print(format_table(["system", "boost", "recall without", "recall with",
                         *(f"WER {c} (no hotwords)" for c in conds)], rows))
+    print("ceasr + 3-gram on test, every boost tried: "
+          + "; ".join(f"boost {b:g}: recall {f}/{n}, WER {conds[0]} {c:.4f}, {conds[1]} {w:.4f}"
+                      for b, (f, n), c, w in curve))
+    hw["curve"] = curve
     write_json(out / "bench-lm.json", {"rows": table, "tuned": tuned, "peer": best_peer, "hotwords": hw,
                                        "full_rtf": full_rtf})
     noisy = [c for c in conds if c != "clean"]
