@@ -1,6 +1,7 @@
 """Language models in decoding: WER with/without LMs (clean and noisy test audio), speed vs pyctcdecode, hotwords.
 
-Run: ``python bench/lm.py [--model runs/demo/model] [--data runs/demo/data] [--noises white pink babble] [--snr 5]``
+Run: ``OMP_NUM_THREADS=1 python bench/lm.py [--model runs/demo/model] [--data runs/demo/data] [--noises white pink
+babble] [--snr 5] [--trials 20] [--dev-every 2]``
 
 LMs are trained on the train transcripts: a word 3-gram (modified Kneser-Ney) and a Transformer over the
 model's BPE tokens. Dev and test audio get each noise at ``--snr`` dB through ``ceasr.robustness``. The CTC
@@ -13,7 +14,7 @@ Speed is search seconds over audio seconds, per file; the full pipeline RTF (fea
 measured for prefix beam + 3-gram at batch size 1.
 
 Hotwords: the teens (thirteen .. nineteen) never occur in the training text, but the model's BPE pieces spell
-them and it knows the sounds (four, six, seven ... and "t", "e", "en"). Sentences with them are synthesized
+them ("▁four t e en") and it knows most of their sound (four, six, seven, nine, ten). Sentences with them are synthesized
 with the corpus's own voice split (seed 0), and only the dev and test voices (never heard in training) are
 used: the boost is chosen on the dev voices, recall is reported on the test voices, with and without
 boosting, and so is the WER of the ordinary test sentences (no hotword) with the boost list loaded. The last
