@@ -11,14 +11,16 @@ import pytest
 import torch
 
 from ceasr.config import DecodeConfig
+from ceasr.decode.fusion import OOV_PENALTY
 from ceasr.decode import Fusion, Hypothesis, Scorers, attention_nbest, ctc_prefix_beam_search, decode, rescore
 from ceasr.decode.hotwords import Hotwords, load_hotwords
 from ceasr.errors import ConfigError
 from ceasr.lm.base import LanguageModel
+from ceasr.lm.arpa import read_arpa
 from ceasr.lm.kneser_ney import estimate
 from ceasr.lm.ngram import NgramLM
 from ceasr.text.tokenizer import CharTokenizer
-from test_decode import EOS, StandInModel, ctc_loss_score, exhaustive, random_log_probs
+from test_decode import StandInModel, ctc_loss_score, exhaustive, random_log_probs
 
 V = 6
 PIECES = ("<blank>", "<unk>", "<sos/eos>", "a", "b", "c")
@@ -176,14 +178,15 @@ def test_word_lm_scores_words_at_boundaries():
     fusion = Fusion(pieces, lm, lam, beta)
     for text in ["go left", "turn right", "stop stop now", "gone"]:
         ids = tok.encode(text)
-        ref = lam * lm.sentence_log_probs([lm.encode(text)])[0] + beta * len(ids)
+        unknown = sum(w not in lm.vocab for w in text.split())  # "gone": the LM's <unk> plus the OOV penalty
+        ref = lam * (lm.sentence_log_probs([lm.encode(text)])[0] + OOV_PENALTY * unknown) + beta * len(ids)
         assert fusion.sequence_score(ids) == pytest.approx(ref)
     state = fusion.start()
     deltas = []
     for t in tok.encode("go le"):
         d, state = fusion.extend(state, t)
         deltas.append(d)
-    # Only the token starting the second word completes "go"; partial words are not scored.
+    # Only the token starting the second word completes "go"; partial words of known words cost nothing.
     word_start = tok.encode("go le").index(tok.encode("go le")[2])
     assert [d - beta for d in deltas][:word_start] == [0.0] * word_start
 
@@ -226,3 +229,135 @@ def test_hotword_file(tmp_path):
     path.write_text("hello\tloud\n")
     with pytest.raises(ConfigError, match=r"hot.txt:1"):
         load_hotwords(path, tok, 1.0)
+
+
+# A unigram word LM written by hand (log10 probabilities), and BPE-like pieces that spell its words.
+UNIGRAM_ARPA = """\\data\\
+ngram 1=6
+
+\\1-grams:
+-1.0\t<unk>
+-99\t<s>
+-0.5\t</s>
+-0.3\tgo
+-0.7\tgone
+-1.2\tstop
+
+\\end\\
+"""
+WORD_PIECES = ("<blank>", "<unk>", "<sos/eos>", "▁g", "o", "ne", "▁st", "op", "x")
+G, O, NE, ST, OP, X = 3, 4, 5, 6, 7, 8
+LN10 = math.log(10.0)
+
+
+@pytest.fixture
+def unigram_lm(tmp_path):
+    path = tmp_path / "uni.arpa"
+    path.write_text(UNIGRAM_ARPA)
+    return NgramLM(read_arpa(path))
+
+
+def _deltas(fusion, tokens):
+    state, out = fusion.start(), []
+    for t in tokens:
+        d, state = fusion.extend(state, t)
+        out.append(d)
+    return out, fusion.final(state)
+
+
+def test_partial_words_scored_by_hand(unigram_lm):
+    lam = 0.5
+    fusion = Fusion(WORD_PIECES, unigram_lm, lam, oov_penalty=-10.0)
+    deltas, end = _deltas(fusion, [G, O, X, ST, OP])
+    # "g", "go": prefixes of known words, free; "gox": no known word starts so, -10 (times lambda); "▁st"
+    # ends "gox", an unknown word: the LM's <unk> (-1.0) and the penalty replace the provisional -10.
+    assert deltas == pytest.approx([0.0, 0.0, lam * -10.0, lam * -1.0 * LN10, 0.0])
+    assert end == pytest.approx(lam * (-1.2 - 0.5) * LN10)  # "stop", then the end of sentence
+    assert fusion.sequence_score([G, O, X, ST, OP]) == pytest.approx(lam * ((-1.0 - 1.2 - 0.5) * LN10 - 10.0))
+
+
+def test_partial_words_with_lookahead_by_hand(unigram_lm):
+    lam = 0.5
+    fusion = Fusion(WORD_PIECES, unigram_lm, lam, oov_penalty=-10.0, lookahead=True)
+    deltas, end = _deltas(fusion, [G, O, NE, ST, OP])
+    # "g" and "go" may become "go" (-0.3, the best) or "gone"; "gone" may only become "gone" (-0.7);
+    # "▁st" completes "gone" (-0.7, as promised) and opens "st" (best completion "stop", -1.2).
+    assert deltas == pytest.approx([lam * -0.3 * LN10, 0.0, lam * -0.4 * LN10, lam * -1.2 * LN10, 0.0])
+    assert end == pytest.approx(lam * -0.5 * LN10)  # "stop" was paid in advance; the end of sentence
+    # The provisional scores telescope: the total is the LM's sentence score whatever the look-ahead.
+    assert sum(deltas) + end == pytest.approx(lam * (-0.7 - 1.2 - 0.5) * LN10)
+
+
+def test_hotword_words_are_not_out_of_vocabulary(unigram_lm):
+    lam = 0.5
+    fusion = Fusion(WORD_PIECES, unigram_lm, lam, oov_penalty=-10.0, hotwords=Hotwords([((G, O, X), 0.0)]))
+    deltas, end = _deltas(fusion, [G, O, X, ST, OP])
+    # "gox" is a hotword: its spelling is free and the whole word costs only the LM's <unk>.
+    assert deltas == pytest.approx([0.0, 0.0, 0.0, lam * -1.0 * LN10, 0.0])
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_word_lm_weight_zero_equals_no_lm(unigram_lm, lookahead):
+    V = len(WORD_PIECES)
+    for seed in range(3):
+        lp = random_log_probs(10, V, seed)
+        plain = ctc_prefix_beam_search(lp, 4)
+        zero = ctc_prefix_beam_search(lp, 4, fusion=Fusion(WORD_PIECES, unigram_lm, 0.0, lookahead=lookahead))
+        assert [(h.tokens, h.score) for h in zero] == [(h.tokens, h.score) for h in plain]
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_fused_word_lm_prefix_beam_matches_exhaustive_scores(unigram_lm, lookahead):
+    # No pruning: the best hypothesis maximizes log P_ctc + lam * (word LM + OOV penalties) + beta * len,
+    # so the provisional partial-word scores must cancel exactly.
+    lp = random_log_probs(5, len(WORD_PIECES), 5, scale=1.0)
+    lam, beta = 0.6, 0.3
+    fusion = Fusion(WORD_PIECES, unigram_lm, lam, beta, oov_penalty=-4.0, lookahead=lookahead)
+    best = ctc_prefix_beam_search(lp, 10**5, fusion=fusion)[0]
+
+    def lm_score(seq):
+        words = "".join(WORD_PIECES[t] for t in seq).split("▁")
+        words = [w for w in words if w]
+        known = sum(unigram_lm.unigram_log_probs()[unigram_lm.index()[w]] for w in words if w in unigram_lm.vocab)
+        unknown = sum(1 for w in words if w not in unigram_lm.vocab)
+        return known + unknown * (-1.0 * LN10 - 4.0) - 0.5 * LN10
+
+    ref = max((ctc_loss_score(lp, list(seq)) + lam * lm_score(seq) + beta * len(seq), seq)
+              for n in range(6) for seq in itertools.product(range(3, len(WORD_PIECES)), repeat=n))
+    assert best.tokens == ref[1]
+    assert best.score == pytest.approx(ref[0], abs=1e-6)
+
+
+def test_oov_penalty_keeps_known_spellings_in_a_narrow_beam(unigram_lm):
+    # Frame by frame the acoustics prefer "▁g o x" slightly over "▁g o ne"; at beam 1 a search that does not
+    # look at partial words commits to "gox" before the LM can object, one that does keeps "gone".
+    lp = torch.full((5, len(WORD_PIECES)), math.log(1e-3), dtype=torch.float64)
+    lp[0, G] = lp[1, 0] = lp[2, O] = lp[3, 0] = math.log(0.9)
+    lp[4, X], lp[4, NE] = math.log(0.5), math.log(0.45)
+    lp = lp.log_softmax(-1)
+    blind = Fusion(WORD_PIECES, unigram_lm, 0.5, oov_penalty=0.0)
+    seeing = Fusion(WORD_PIECES, unigram_lm, 0.5, oov_penalty=-10.0)
+    assert ctc_prefix_beam_search(lp, 1, fusion=blind)[0].tokens == (G, O, X)
+    assert ctc_prefix_beam_search(lp, 1, fusion=seeing)[0].tokens == (G, O, NE)
+
+
+def test_scorers_share_one_prefix_table(unigram_lm):
+    scorers = Scorers(WORD_PIECES, unigram_lm, Hotwords([((G, O, X), 1.0)]))
+    a, b = scorers.fusion(0.5, 0.0), scorers.fusion(1.0, 1.0)
+    assert a.prefixes is b.prefixes
+    assert "gox" in a.prefixes and a.prefixes.best("gon") == pytest.approx(-0.7 * LN10)
+    assert a.prefixes.best("gx") is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_search_scores_keep_only_complete_hotwords(seed):
+    # Every hypothesis the search returns carries exactly its brute-force bonus: open partial matches
+    # (paid token by token during the search) are taken back by the end.
+    lp = random_log_probs(5, V, seed, scale=1.0)
+    phrases = [((3, 4, 5), 1.5), ((4, 4), 0.7)]
+    # A beam that never prunes, so the acoustic scores are exact; the 60 best are checked.
+    fused = ctc_prefix_beam_search(lp, 10**5, fusion=Fusion(PIECES, hotwords=Hotwords(phrases)))[:60]
+    assert any(h.tokens[-2:] == (3, 4) or h.tokens[-1:] == (3,) for h in fused)  # some end inside a match
+    for h in fused:
+        assert h.score == pytest.approx(ctc_loss_score(lp, list(h.tokens)) + hotword_reference(phrases, h.tokens),
+                                        abs=1e-6)

@@ -1,8 +1,9 @@
 """pyctcdecode (with kenlm) on log-probabilities ceasr wrote: runs in its own venv (.venv-lm), not ceasr's.
 
-Usage: ``python pyctcdecode_decode.py LOGPROBS.npz ARPA ALPHA BETA BEAM`` with labels and per-utterance
-(T, V) log-probs in the npz (``labels``, ``lp0``, ``lp1``, ...). Prints JSON: texts and per-utterance search
-seconds (decoder construction and LM load excluded; one warm-up decode first).
+Usage: ``python pyctcdecode_decode.py LOGPROBS.npz ARPA ALPHA BETA BEAM [HOTWORDS.json]`` with labels and
+per-utterance (T, V) log-probs in the npz (``labels``, ``lp0``, ``lp1``, ...); the optional JSON file holds
+``{"words": [...], "weight": W}`` for pyctcdecode's hotword boosting. Prints JSON: texts and per-utterance
+search seconds (decoder construction and LM load excluded; one warm-up decode first).
 """
 
 import json
@@ -27,11 +28,16 @@ def main() -> None:
         words = [w for w in words if w not in ("<s>", "</s>", "<unk>")]
     decoder = build_ctcdecoder(labels, kenlm_model_path=None if arpa == "-" else arpa, unigrams=words,
                                alpha=alpha, beta=beta)
-    decoder.decode(lps[0], beam_width=beam)
+    hot = {}
+    if len(sys.argv) > 6:
+        with open(sys.argv[6], encoding="utf-8") as f:
+            spec = json.load(f)
+        hot = {"hotwords": spec["words"], "hotword_weight": float(spec["weight"])}
+    decoder.decode(lps[0], beam_width=beam, **hot)
     texts, seconds = [], []
     for lp in lps:
         start = time.perf_counter()
-        texts.append(decoder.decode(lp, beam_width=beam))
+        texts.append(decoder.decode(lp, beam_width=beam, **hot))
         seconds.append(time.perf_counter() - start)
     print(json.dumps({"texts": texts, "seconds": seconds}))
 

@@ -35,6 +35,7 @@ class Hotwords:
 
     def __init__(self, phrases: Sequence[tuple[Sequence[int], float]]):
         self.nodes = [_Node()]
+        self.phrases = tuple(tuple(tokens) for tokens, _ in phrases if tokens)
         for tokens, boost in phrases:
             if tokens:
                 self._insert(tuple(tokens), float(boost))

@@ -45,6 +45,11 @@ class LanguageModel(ABC):
     def encode(self, text: str) -> list[int]:
         """A normalized sentence as symbol ids (out-of-vocabulary words or pieces become ``unk``)."""
 
+    def unigram_log_probs(self) -> np.ndarray:
+        """(V,) log P(symbol) without context, for look-ahead; by default the first-symbol distribution
+        (models that have a null context, like n-grams, use it)."""
+        return self.log_probs([self.start()])[0]
+
     def index(self) -> dict[str, int]:
         """Symbol -> id."""
         return {s: i for i, s in enumerate(self.vocab)}

@@ -72,6 +72,9 @@ class KenlmLM(LanguageModel):
     def encode(self, text: str) -> list[int]:
         return [self._ids.get(s, self.unk) for s in text_units(text, self.units, self.tokenizer)]
 
+    def unigram_log_probs(self) -> np.ndarray:
+        return self.log_probs([()])[0]  # the empty context is kenlm's null context
+
     def _kenlm_state(self, h: tuple[int, ...]):
         import kenlm
 

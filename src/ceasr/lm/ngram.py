@@ -69,6 +69,9 @@ class NgramLM(LanguageModel):
     def log_probs(self, states: Sequence[tuple[int, ...]]) -> np.ndarray:
         return np.stack([self._vector(tuple(s)) for s in states])
 
+    def unigram_log_probs(self) -> np.ndarray:
+        return self._vector(())
+
     def _vector(self, h: tuple[int, ...]) -> np.ndarray:
         """(V,) ln p(w | h) for every w: listed where h + w is listed, else back-off(h) + ln p(w | h[1:])."""
         vec = self._cache.get(h)
