@@ -1,15 +1,18 @@
 """Fine-tune Whisper base (frozen encoder) on the default synthetic corpus and measure what it gains and forgets.
 
 Run after bench/whisper.py (which converts the model and prepares the real recordings):
-``.venv/bin/python bench/whisper_finetune.py [--train-utts 400] [--epochs 3] [--minutes 12] [--lr 2e-5]``
+``.venv/bin/python bench/whisper_finetune.py [--train-utts 400] [--epochs 3] [--minutes 12] [--lr 2e-5|auto]``
 
 Training: ``ceasr.whisper.finetune.finetune`` (what ``ceasr finetune`` runs) on an evenly spread subset of
 the demo corpus's train split, dev = a subset of its dev split, general-speech dev = the 12 transcribed real
 recordings of bench/whisper.py (keep rule: lowest dev WER among checkpoints that lose at most 1 WER point
-there). Test: the demo corpus's test split (voices never heard in training), greedy, English, before and
-after. The encoder is frozen, so the test set is encoded once and both decoders read the same encoder output.
-The table also shows the last epoch when the guard rejected it (what training reached). The last line is
-the headline: test WER zero-shot -> the best fine-tuned checkpoint, and which epoch the guard kept.
+there). ``--lr auto`` takes the LR range test's suggestion (``OUT/lr_find.png``). Test: the demo corpus's
+test split (voices never heard in training), greedy, English, before and after. The encoder is frozen: every
+utterance's encoder output is kept in ``WORK/encoder-cache`` and reused by later runs (the first run encodes,
+about 2 s per utterance on one thread). Printed: the epochs, the best model's test errors by voice with its
+first wrong transcripts, and the test table; it also shows the last epoch when the guard rejected it (what
+training reached). The last line is the headline: test WER zero-shot -> the best fine-tuned checkpoint, and
+which epoch the guard kept.
 """
 
 from __future__ import annotations
