@@ -45,10 +45,11 @@ def _with_checkpoint(base_dir: Path, path: Path):
 
 
 def errors_by_voice(rows, refs: list[str], hyps: list[str], name: str, examples: int = 12) -> str:
-    """Test WER per voice (engine:voice) of one model, worst first, and its first wrong transcripts."""
+    """Test WER per voice (engine:voice; espeak-ng's +variants pooled) of one model, worst first, and its first
+    wrong transcripts."""
     groups: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
-        groups.setdefault(row.speaker or "?", []).append(i)
+        groups.setdefault((row.speaker or "?").split("+")[0], []).append(i)
     table = []
     for voice, idx in groups.items():
         e = corpus_errors([refs[i] for i in idx], [hyps[i] for i in idx])
