@@ -1,15 +1,18 @@
 """Fine-tune Whisper base (frozen encoder) on the default synthetic corpus and measure what it gains and forgets.
 
 Run after bench/whisper.py (which converts the model and prepares the real recordings):
-``.venv/bin/python bench/whisper_finetune.py [--train-utts 400] [--epochs 3] [--minutes 12] [--lr 2e-5]``
+``.venv/bin/python bench/whisper_finetune.py [--train-utts 400] [--epochs 3] [--minutes 12] [--lr 2e-5|auto]``
 
 Training: ``ceasr.whisper.finetune.finetune`` (what ``ceasr finetune`` runs) on an evenly spread subset of
 the demo corpus's train split, dev = a subset of its dev split, general-speech dev = the 12 transcribed real
 recordings of bench/whisper.py (keep rule: lowest dev WER among checkpoints that lose at most 1 WER point
-there). Test: the demo corpus's test split (voices never heard in training), greedy, English, before and
-after. The encoder is frozen, so the test set is encoded once and both decoders read the same encoder output.
-The table also shows the last epoch when the guard rejected it (what training reached). The last line is
-the headline: test WER zero-shot -> the best fine-tuned checkpoint, and which epoch the guard kept.
+there). ``--lr auto`` takes the LR range test's suggestion (``OUT/lr_find.png``). Test: the demo corpus's
+test split (voices never heard in training), greedy, English, before and after. The encoder is frozen: every
+utterance's encoder output is kept in ``WORK/encoder-cache`` and reused by later runs (the first run encodes,
+about 2 s per utterance on one thread). Printed: the epochs, the best model's test errors by voice with its
+first wrong transcripts, and the test table; it also shows the last epoch when the guard rejected it (what
+training reached). The last line is the headline: test WER zero-shot -> the best fine-tuned checkpoint, and
+which epoch the guard kept.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from common import REPO, format_table, header, load_average, pin_threads, write_
 from ceasr.config import WhisperFinetuneConfig  # noqa: E402
 from ceasr.data.manifest import load_rows  # noqa: E402
 from ceasr.train import checkpoint as ckpt  # noqa: E402
-from ceasr.whisper.finetune import EpochReport, _prepare, _subset, dev_wer, finetune  # noqa: E402
+from ceasr.metrics import corpus_errors  # noqa: E402
+from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
+from ceasr.whisper.finetune import EpochReport, _prepare, _subset, finetune, greedy_texts  # noqa: E402
 from ceasr.whisper.recognizer import load_whisper_dir  # noqa: E402
 
 
@@ -39,6 +44,22 @@ def _with_checkpoint(base_dir: Path, path: Path):
     return model, state["extra"]["report"]
 
 
+def errors_by_voice(rows, refs: list[str], hyps: list[str], name: str, examples: int = 12) -> str:
+    """Test WER per voice (engine:voice; espeak-ng's +variants pooled) of one model, worst first, and its first
+    wrong transcripts."""
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault((row.speaker or "?").split("+")[0], []).append(i)
+    table = []
+    for voice, idx in groups.items():
+        e = corpus_errors([refs[i] for i in idx], [hyps[i] for i in idx])
+        table.append([voice, str(len(idx)), f"{100 * e.rate:.2f}", f"{e.S}/{e.D}/{e.I}/{e.N}"])
+    table.sort(key=lambda r: -float(r[2]))
+    wrong = [f"#   {rows[i].speaker}: ref {refs[i]!r} | hyp {hyps[i]!r}" for i in range(len(refs)) if refs[i] != hyps[i]]
+    return "\n".join([f"# test errors of {name} by voice ({len(wrong)} utterances wrong)",
+                      format_table(["voice", "utts", "WER %", "S/D/I/N"], table), *wrong[:examples]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=str(REPO / "runs/whisper-bench"))
@@ -47,7 +68,9 @@ def main() -> None:
     ap.add_argument("--dev-utts", type=int, default=60)
     ap.add_argument("--test-utts", type=int, default=0, help="0: the whole test split")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--lr", default="2e-5", help="a learning rate, or 'auto': the LR range test's suggestion")
+    ap.add_argument("--lr-find-steps", type=int, default=100)
+    ap.add_argument("--encoder-cache", default=None, help="default: WORK/encoder-cache")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--out", default="finetune", help="folder under --work for checkpoints and the model")
     ap.add_argument("--minutes", type=float, default=12.0, help="no new epoch after this much training time")
@@ -58,10 +81,13 @@ def main() -> None:
     work, data = Path(args.work), Path(args.data)
     base_dir = work / "ceasr-base"
     cfg = WhisperFinetuneConfig()
+    auto = args.lr == "auto"
     cfg = dataclasses.replace(
-        cfg, train=dataclasses.replace(cfg.train, lr=args.lr, max_epochs=args.epochs, warmup_steps=10),
+        cfg, train=dataclasses.replace(cfg.train, lr=cfg.train.lr if auto else float(args.lr), max_epochs=args.epochs,
+                                       warmup_steps=10),
         max_train_utterances=args.train_utts, max_minutes=args.minutes, batch_size=8, patience=2,
-        label_smoothing=args.label_smoothing)
+        label_smoothing=args.label_smoothing, lr_find_steps=args.lr_find_steps if auto else 0,
+        encoder_cache=args.encoder_cache or str(work / "encoder-cache"))
     start = time.perf_counter()
     result = finetune(base_dir, load_rows(data / "train.jsonl"), _subset(load_rows(data / "dev.jsonl"), args.dev_utts),
                       work / args.out, cfg, general_rows=load_rows(work / "real" / "real.jsonl"))
@@ -75,19 +101,24 @@ def main() -> None:
     last_model, last_report = _with_checkpoint(base_dir, last)
     if last_report["epoch"] != result.kept_epoch:  # what training reached, even if the guard rejected it
         models[f"fine-tuned, last (epoch {last_report['epoch']}, not kept)"] = (last_model, EpochReport(**last_report))
-    test = _prepare(_subset(load_rows(data / "test.jsonl"), args.test_utts), base, tok, cfg, "test", True)
-    rows, wers = [], {}
+    test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
+    cache = EncoderCache(cfg.encoder_cache, encoder_digest(base))
+    test = _prepare(test_rows, base, tok, cfg, "test", True, cache)
+    assert not test.skipped, "every test utterance is readable"
+    rows, wers, hyps = [], {}, {}
     with torch.inference_mode():
         for name, (model, rep) in models.items():
-            wers[name] = dev_wer(model, test, tok, cfg)
+            hyps[name] = greedy_texts(model, test, tok, cfg)
+            wers[name] = 100 * corpus_errors(test.refs, hyps[name]).rate
             rows.append([name, f"{wers[name]:.2f}", f"{rep.dev_wer:.2f}", f"{rep.general_wer:.2f}"])
     print(header(args.threads, load, f"fine-tuning {train_seconds / 60:.1f} min, {len(test.refs)} test utterances"))
     print(result.table())
-    print(format_table(["model", "test WER % (held-out voices)", "dev WER %", "real speech WER %"], rows))
     best = min(wers, key=wers.get)
+    print(errors_by_voice(test_rows, test.refs, hyps[best], best))
+    print(format_table(["model", "test WER % (held-out voices)", "dev WER %", "real speech WER %"], rows))
     print(f"headline: synthetic test WER {wers[next(iter(wers))]:.2f}% zero-shot -> {wers[best]:.2f}% ({best}); "
           f"kept by the forgetting guard: epoch {result.kept_epoch}")
-    write_json(work / f"{args.out}-results.json", {"test_wer": wers, "epochs": [dataclasses.asdict(e) for e in result.epochs],
+    write_json(work / f"{args.out}-results.json", {"test_wer": wers, "lr": result.lr, "test_hyps": hyps, "epochs": [dataclasses.asdict(e) for e in result.epochs],
                                                    "kept_epoch": result.kept_epoch, "train_seconds": train_seconds})
 
 

@@ -104,3 +104,113 @@ def test_finetune_cli_reports_a_missing_model_in_one_line(tmp_path):
     done = ceasr_cli("finetune", "--model", tmp_path / "nope", "--train", tmp_path / "m.jsonl",
                      "--dev", tmp_path / "m.jsonl", "--out", tmp_path / "out", check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "nope" in done.stderr, done.stderr
+
+
+def _tiny_base(tmp_path):
+    tok = tiny_tokenizer()
+    pt = write_openai(tiny_model(tok.get_vocab_size(), seed=3), tok, tmp_path / "src" / "tiny.pt")
+    return convert_whisper(pt, tmp_path / "base", language="en")
+
+
+def test_factorized_cross_attention_equals_the_decoder_with_its_gradients(tmp_path):
+    from ceasr.whisper.factorized import teacher_forced_logits
+
+    model, _, tok = load_whisper_dir(_tiny_base(tmp_path))
+    model.train()
+    torch.manual_seed(1)
+    audio = torch.randn(3, model.cfg.n_audio_ctx, model.cfg.n_audio_state)
+    tokens, labels = _batch(tok, tok.prompt("en"), [tok.encode(" one two"), tok.encode(" go"), tok.encode(" stop")])
+    ref = model.decoder(tokens, audio)[0]
+    cross_entropy(ref, labels).backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.decoder.named_parameters()}
+    model.zero_grad()
+    ours = teacher_forced_logits(model.decoder, tokens, audio)
+    cross_entropy(ours, labels).backward()
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+    for name, p in model.decoder.named_parameters():
+        torch.testing.assert_close(p.grad, ref_grads[name], rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_encoder_cache_holds_the_encoder_output_and_follows_weights_and_audio(tmp_path):
+    from ceasr.audio import load
+    from ceasr.whisper.audio import windows
+    from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
+    from ceasr.whisper.finetune import _prepare
+
+    base = _tiny_base(tmp_path)
+    model, _, tok = load_whisper_dir(base)
+    rows = _rows(tmp_path)
+    cache = EncoderCache(tmp_path / "cache", encoder_digest(model))
+    cfg = WhisperFinetuneConfig()
+    first = _prepare(rows, model, tok, cfg, "t", False, cache)
+    with torch.no_grad():
+        ref = model.encode(windows(load(rows[1].audio), 80))[0]
+    torch.testing.assert_close(cache.get(rows[1]).float(), ref, rtol=1e-2, atol=1e-2)  # stored in float16
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(rows)
+    # A second pass reads the cache: a poisoned entry shows up in the prepared inputs.
+    cache.put(rows[0], torch.full_like(first.inputs[0], 7.0))
+    again = _prepare(rows, model, tok, cfg, "t", False, cache)
+    assert bool((again.inputs[0] == 7).all()) and torch.equal(again.inputs[1:], first.inputs[1:])
+    # Rewritten audio misses; so does an encoder with other weights.
+    sf.write(rows[0].audio, np.zeros(8000, dtype=np.float32), 16000)
+    assert cache.get(rows[0]) is None and cache.get(rows[1]) is not None
+    with torch.no_grad():
+        model.encoder.ln_post.bias.add_(1.0)
+    assert encoder_digest(model) != cache.digest
+
+
+def test_lr_find_ramps_geometrically_restores_the_weights_and_sets_the_lr(tmp_path):
+    base = _tiny_base(tmp_path)
+    rows = _rows(tmp_path)
+    cfg = WhisperFinetuneConfig()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_epochs=1, warmup_steps=0),
+                              batch_size=len(rows), lr_find_steps=12, lr_find_min=1e-5, lr_find_max=1e-1,
+                              encoder_cache=str(tmp_path / "cache"))
+    result = finetune(base, rows, rows, tmp_path / "ft", cfg, progress=False)
+    lines = (tmp_path / "ft" / "lr_find.csv").read_text().splitlines()[1:]
+    lrs = [float(x.split(",")[1]) for x in lines]
+    losses = [float(x.split(",")[2]) for x in lines]
+    assert lrs == pytest.approx([1e-5 * 1e4 ** (s / 11) for s in range(len(lrs))], rel=1e-5)
+    # Step 1 sees the untouched model on every utterance (one batch of all of them).
+    assert losses[0] == pytest.approx(_teacher_forced_loss(base, rows), rel=1e-4)
+    report = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert result.lr == report["lr_find"]["suggested"] == report["config"]["train"]["lr"]
+    assert 1e-5 <= result.lr <= 1e-1
+
+
+def test_lr_find_steps_every_group_at_its_scale_and_puts_the_weights_back():
+    from ceasr.whisper.lr_find import whisper_lr_find
+
+    model = tiny_model(320, seed=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    head, rest = [model.decoder.ln.weight], [model.decoder.blocks[0].mlp[0].weight]
+    optimizer = torch.optim.SGD([{"params": head, "lr": 1.0}, {"params": rest, "lr": 0.5}], lr=1.0)
+    seen = []
+
+    def step(idx):
+        seen.append(([g["lr"] for g in optimizer.param_groups], list(idx)))
+        optimizer.zero_grad()
+        loss = sum((p - 3.0).pow(2).sum() for p in head + rest)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    result = whisper_lr_find(model, step, n_train=5, batch_size=2, optimizer=optimizer, lo=1e-4, hi=1e-2,
+                             steps=5, progress=False)
+    expected = [(x, x / 2) for x in (1e-4, 10 ** -3.5, 1e-3, 10 ** -2.5, 1e-2)]
+    assert [tuple(lrs) for lrs, _ in seen] == [pytest.approx(e) for e in expected]
+    assert result.losses[-1] < result.losses[0]  # it did train
+    assert all(len(idx) == 2 for _, idx in seen) and {i for _, idx in seen[:2] for i in idx} <= set(range(5))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_finetune_cli_rejects_a_bad_lr_in_one_line(tmp_path):
+    import subprocess
+
+    sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), 16000)
+    (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "one"}) + "\n")
+    done = subprocess.run([sys.executable, "-m", "ceasr.cli", "finetune", "--model", str(tmp_path),
+                           "--train", str(tmp_path / "m.jsonl"), "--dev", str(tmp_path / "m.jsonl"),
+                           "--out", str(tmp_path / "out"), "--lr", "fast"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--lr" in done.stderr, done.stderr

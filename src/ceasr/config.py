@@ -334,3 +334,7 @@ class WhisperFinetuneConfig:
     language: str = "en"
     max_train_utterances: int = 0  # 0: all; else an evenly spread subset (CPU time boxes)
     max_minutes: float = 0.0  # 0: no limit; else no new epoch starts after this much wall time
+    encoder_cache: str = ""  # folder keeping frozen-encoder outputs across runs (ceasr.whisper.encoder_cache)
+    lr_find_steps: int = 0  # > 0: train.lr := the LR range test's suggestion over this many steps first
+    lr_find_min: float = 1e-7  # the range test's learning rates, geometric from min to max
+    lr_find_max: float = 1e-3

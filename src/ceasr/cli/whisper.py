@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from ceasr.cli.common import floats
+from ceasr.errors import ConfigError
+
 
 def _cmd_convert(args) -> None:
     from ceasr.whisper.convert import convert_whisper
@@ -18,13 +21,18 @@ def _cmd_finetune(args) -> None:
     from ceasr.whisper.finetune import finetune
 
     base = WhisperFinetuneConfig()
-    train_fields = {k: v for k, v in {"lr": args.lr, "max_epochs": args.epochs, "optimizer": args.optimizer,
+    auto_lr = args.lr == "auto"
+    lr = None if args.lr is None or auto_lr else floats(args.lr, "--lr")[0]
+    if lr is not None and not lr > 0:
+        raise ConfigError(f"--lr: expected a positive number or 'auto', got {args.lr!r}")
+    train_fields = {k: v for k, v in {"lr": lr, "max_epochs": args.epochs, "optimizer": args.optimizer,
                                       "scheduler": args.scheduler, "seed": args.seed}.items() if v is not None}
     cfg = dataclasses.replace(
         base, train=dataclasses.replace(base.train, **train_fields), freeze_encoder=not args.train_encoder,
         layer_decay=args.layer_decay, batch_size=args.batch_size, label_smoothing=args.label_smoothing,
         patience=args.patience, max_forgetting=args.max_forgetting, language=args.language,
-        max_train_utterances=args.max_train, max_minutes=args.max_minutes,
+        max_train_utterances=args.max_train, max_minutes=args.max_minutes, encoder_cache=args.encoder_cache or "",
+        lr_find_steps=args.lr_find_steps if auto_lr else 0,
     )
     general = load_rows(args.general_dev) if args.general_dev else None
     result = finetune(args.model, load_rows(args.train), load_rows(args.dev), args.out, cfg, general)
@@ -50,7 +58,9 @@ def add_verbs(verbs) -> None:
     p.add_argument("--train-encoder", action="store_true", help="train everything (default: frozen encoder)")
     p.add_argument("--layer-decay", type=float, default=1.0, help="per-layer LR factor from the top down")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", help="learning rate, or 'auto': the LR range test's suggestion (OUT/lr_find.png)")
+    p.add_argument("--lr-find-steps", type=int, default=100, help="steps of the range test for --lr auto")
+    p.add_argument("--encoder-cache", help="folder keeping frozen-encoder outputs across runs")
     p.add_argument("--optimizer")
     p.add_argument("--scheduler")
     p.add_argument("--seed", type=int)

@@ -38,6 +38,8 @@ from ceasr.train import checkpoint as ckpt
 from ceasr.train.optim import OPTIMIZERS, build_scheduler
 from ceasr.whisper.audio import N_SAMPLES, SAMPLE_RATE, windows
 from ceasr.whisper.decoding import greedy
+from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
+from ceasr.whisper.factorized import teacher_forced_logits
 from ceasr.whisper.recognizer import load_whisper_dir
 from ceasr.whisper.tokenizer import WhisperTokenizer
 
@@ -62,37 +64,53 @@ class EpochReport:
     kept: bool = False
 
 
+def _read(utt: Utterance, model: Whisper) -> torch.Tensor:
+    """The utterance's 30 s log-mel window (M, 3000) in float16."""
+    dur = utt.duration if utt.offset or utt.duration else None
+    wave = load_audio(utt.audio, offset=utt.offset, duration=dur, sample_rate=SAMPLE_RATE)
+    if len(wave) > N_SAMPLES:
+        raise AudioError(utt.audio, "longer than 30 s; fine-tuning takes one Whisper window per utterance")
+    return windows(wave, model.cfg.n_mels)[0].half()
+
+
 def _prepare(rows: list[Utterance], model: Whisper, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig,
-             name: str, progress: bool) -> Examples:
-    """Read audio, make 30 s log-mel windows (and encoder outputs when frozen); bad rows are reported."""
-    mels, targets, refs, skipped = [], [], [], 0
+             name: str, progress: bool, cache: EncoderCache | None = None) -> Examples:
+    """Read audio, make 30 s log-mel windows (and encoder outputs when frozen, from ``cache`` where it has
+    them); bad rows are reported."""
+    inputs, targets, refs, skipped, todo = [], [], [], 0, []
     for utt in tqdm(rows, desc=f"read {name}", disable=not progress, leave=False):
-        try:
-            dur = utt.duration if utt.offset or utt.duration else None
-            wave = load_audio(utt.audio, offset=utt.offset, duration=dur, sample_rate=SAMPLE_RATE)
-            if len(wave) > N_SAMPLES:
-                raise AudioError(utt.audio, "longer than 30 s; fine-tuning takes one Whisper window per utterance")
-        except AudioError as e:
-            print(f"skipped: {e}", file=sys.stderr)
-            skipped += 1
-            continue
-        mels.append(windows(wave, model.cfg.n_mels)[0].half())
+        hit = cache.get(utt) if cache is not None and cfg.freeze_encoder else None
+        if hit is None:
+            try:
+                hit = _read(utt, model)
+            except AudioError as e:
+                print(f"skipped: {e}", file=sys.stderr)
+                skipped += 1
+                continue
+            todo.append((len(inputs), utt))
+        inputs.append(hit)
         targets.append(tok.encode(" " + utt.text.strip()))
         refs.append(normalize(utt.text, utt.lang))
-    if not mels:
+    if not inputs:
         raise ConfigError(f"{name}: no usable utterance")
-    inputs = torch.stack(mels)
-    if cfg.freeze_encoder:
-        inputs = _encode_all(model, inputs, name, progress)
-    return Examples(inputs, targets, refs, skipped)
+    if cfg.freeze_encoder and todo:
+        _encode_into(model, inputs, todo, cache, name, progress)
+    return Examples(torch.stack(inputs), targets, refs, skipped)
 
 
 @torch.no_grad()
-def _encode_all(model: Whisper, mels: torch.Tensor, name: str, progress: bool, batch: int = 4) -> torch.Tensor:
+def _encode_into(model: Whisper, inputs: list, todo: list[tuple[int, Utterance]], cache: EncoderCache | None,
+                 name: str, progress: bool, batch: int = 4) -> None:
+    """Replace ``inputs[i]`` (log-mel) by its encoder output for each ``(i, utt)`` of ``todo``, storing each
+    batch in ``cache`` as soon as it is done (an interrupted run keeps what it encoded)."""
     model.eval()
-    out = [model.encode(mels[i : i + batch].float()).half()
-           for i in tqdm(range(0, len(mels), batch), desc=f"encode {name}", disable=not progress, leave=False)]
-    return torch.cat(out)
+    for start in tqdm(range(0, len(todo), batch), desc=f"encode {name}", disable=not progress, leave=False):
+        chunk = todo[start : start + batch]
+        encoded = model.encode(torch.stack([inputs[i] for i, _ in chunk]).float()).half()
+        for (i, utt), enc in zip(chunk, encoded):
+            inputs[i] = enc
+            if cache is not None:
+                cache.put(utt, enc)
 
 
 def _subset(rows: list, limit: int) -> list:
@@ -129,13 +147,14 @@ def _loss(model: Whisper, ex: Examples, idx: list[int], prompt, tok, cfg: Whispe
     x = ex.inputs[idx].float()
     enc = x if cfg.freeze_encoder else model.encode(x)
     tokens, labels = _batch(tok, prompt, [ex.targets[i] for i in idx])
-    logits, _ = model.decoder(tokens, enc)
+    logits = teacher_forced_logits(model.decoder, tokens, enc)
     return cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
 
 
 @torch.no_grad()
-def dev_wer(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig, batch: int = 8) -> float:
-    """Corpus WER (%) of a greedy decode of ``ex`` on normalized text."""
+def greedy_texts(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig,
+                 batch: int = 8) -> list[str]:
+    """Normalized greedy transcripts of ``ex``, in order."""
     model.eval()
     prompt = tok.prompt(cfg.language)
     # A runaway hypothesis stops at twice the longest reference (plus slack) instead of 224 tokens.
@@ -147,7 +166,12 @@ def dev_wer(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFin
         enc = x if cfg.freeze_encoder else model.encode(x)
         prompts = torch.tensor([prompt] * len(x))
         hyps += [normalize(tok.decode(toks), cfg.language) for toks, _, _ in greedy(model, enc, prompts, tok, dcfg)]
-    return 100.0 * corpus_errors(ex.refs, hyps).rate
+    return hyps
+
+
+def dev_wer(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig) -> float:
+    """Corpus WER (%) of a greedy decode of ``ex`` on normalized text."""
+    return 100.0 * corpus_errors(ex.refs, greedy_texts(model, ex, tok, cfg)).rate
 
 
 @dataclass(frozen=True)
@@ -157,6 +181,7 @@ class FinetuneResult:
     model_dir: Path
     skipped: int  # unreadable or too long utterances over all sets
     seconds: float
+    lr: float  # the top layers' learning rate used (the LR range test's suggestion with lr_find_steps)
 
     def table(self) -> str:
         """One line per epoch (epoch 0 = before fine-tuning); the last line states what was kept."""
@@ -167,7 +192,7 @@ class FinetuneResult:
             lines.append(f"{e.epoch:>5}  {loss:>10}  {e.dev_wer:>7.2f}  {gen:>11}  {'*' if e.kept else ''}")
         best = self.epochs[self.kept_epoch]
         lines.append(f"kept epoch {self.kept_epoch}: dev WER {best.dev_wer:.2f}% -> {self.model_dir} "
-                     f"({self.seconds:.0f} s, {self.skipped} skipped)")
+                     f"({self.seconds:.0f} s, lr {self.lr:.3g}, {self.skipped} skipped)")
         return "\n".join(lines)
 
 
@@ -178,25 +203,53 @@ def _keep(reports: list[EpochReport], max_forgetting: float) -> int:
     return min(allowed, key=lambda r: (r.dev_wer, r.epoch)).epoch
 
 
-def _train_epoch(model, ex, prompt, tok, cfg, optimizer, scheduler, gen, progress, epoch) -> tuple[float, int]:
-    """One pass over shuffled batches; returns the mean loss and the number of steps."""
+def _step(model, ex, idx, prompt, tok, cfg, optimizer) -> float:
+    """One optimizer step on the examples ``idx``; returns the batch loss."""
+    loss = _loss(model, ex, idx, prompt, tok, cfg)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.train.grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
+def _train_mode(model: Whisper, cfg: WhisperFinetuneConfig) -> None:
     model.train()
     if cfg.freeze_encoder:
         model.encoder.eval()
+
+
+def _train_epoch(model, ex, prompt, tok, cfg, optimizer, scheduler, gen, progress, epoch) -> tuple[float, int]:
+    """One pass over shuffled batches; returns the mean loss and the number of steps."""
+    _train_mode(model, cfg)
     order = torch.randperm(len(ex.targets), generator=gen).tolist()
     batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     total = 0.0
     bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
     for idx in bar:
-        loss = _loss(model, ex, idx, prompt, tok, cfg)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.train.grad_clip)
-        optimizer.step()
+        loss = _step(model, ex, idx, prompt, tok, cfg, optimizer)
         scheduler.step()
-        total += loss.item()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        total += loss
+        bar.set_postfix(loss=f"{loss:.3f}")
     return total / max(len(batches), 1), len(batches)
+
+
+def _find_lr(model, train: Examples, tok, cfg: WhisperFinetuneConfig, out_dir: Path, progress: bool):
+    """The LR range test (``cfg.lr_find_*``) on ``train``; writes ``OUT/lr_find.csv`` and ``.png``."""
+    from ceasr.tune.lr_find import write_lr_find
+    from ceasr.whisper.lr_find import whisper_lr_find
+
+    unit = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1.0))  # group lr = its decay scale
+    optimizer, _ = _optimizer(model, unit, len(train.targets))
+    prompt = tok.prompt(cfg.language)
+    _train_mode(model, cfg)
+    result = whisper_lr_find(model, lambda idx: _step(model, train, idx, prompt, tok, cfg, optimizer),
+                             len(train.targets), cfg.batch_size, optimizer, cfg.lr_find_min, cfg.lr_find_max,
+                             cfg.lr_find_steps, cfg.train.seed, progress)
+    write_lr_find(result, out_dir)
+    print(f"lr-find: suggested lr {result.suggested:.3g} (steepest {result.steepest:.3g}, "
+          f"minimum at {result.at_minimum:.3g}{', diverged' if result.diverged else ''})", file=sys.stderr)
+    return result
 
 
 def _optimizer(model: Whisper, cfg: WhisperFinetuneConfig, n_train: int):
@@ -257,18 +310,25 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     torch.manual_seed(cfg.train.seed)
     for p in model.encoder.parameters():
         p.requires_grad_(not cfg.freeze_encoder)
-    train = _prepare(_subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress)
-    dev = _prepare(dev_rows, model, tok, cfg, "dev", progress)
-    general = _prepare(general_rows, model, tok, cfg, "general", progress) if general_rows else None
+    cache = EncoderCache(cfg.encoder_cache, encoder_digest(model)) if cfg.encoder_cache else None
+    train = _prepare(_subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress, cache)
+    dev = _prepare(dev_rows, model, tok, cfg, "dev", progress, cache)
+    general = _prepare(general_rows, model, tok, cfg, "general", progress, cache) if general_rows else None
+    lr_find = _find_lr(model, train, tok, cfg, out_dir, progress) if cfg.lr_find_steps > 0 else None
+    if lr_find is not None:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=lr_find.suggested))
     reports, paths = _fit(model, tok, cfg, (train, dev, general), out_dir, progress, start)
     kept = _keep(reports, cfg.max_forgetting)
     ckpt.load_checkpoint(paths[kept], model, restore_rng=False)
     reports = [dataclasses.replace(r, kept=r.epoch == kept) for r in reports]
     model_out = export_model(model, dir_cfg, tok, out_dir / "model")
     skipped = train.skipped + dev.skipped + (general.skipped if general else 0)
-    result = FinetuneResult(reports, kept, model_out, skipped, time.perf_counter() - start)
+    result = FinetuneResult(reports, kept, model_out, skipped, time.perf_counter() - start, cfg.train.lr)
     atomic_write_text(out_dir / "finetune.json", json.dumps({
         "config": to_dict(cfg), "epochs": [dataclasses.asdict(r) for r in reports], "kept_epoch": kept,
         "keep_rule": f"lowest dev WER among epoch 0 and epochs with general WER <= epoch 0's + {cfg.max_forgetting}",
-        "model_dir": str(model_out), "skipped": skipped, "seconds": result.seconds}, indent=2) + "\n")
+        "model_dir": str(model_out), "skipped": skipped, "seconds": result.seconds,
+        "lr_find": None if lr_find is None else {"suggested": lr_find.suggested, "steepest": lr_find.steepest,
+                                                 "at_minimum": lr_find.at_minimum, "diverged": lr_find.diverged},
+    }, indent=2) + "\n")
     return result
