@@ -47,11 +47,11 @@ def _cmd_tune(args) -> None:
 def _cmd_study(args) -> None:
     from ceasr.config import load_config
     from ceasr.data.manifest import load_rows
-    from ceasr.tune.studies import STUDIES, StudyOptions
+    from ceasr.tune.studies import DEFAULT_STEPS, STUDIES, StudyOptions
 
     cfg = load_config(args.config, args.set)
     opts = StudyOptions(
-        steps=args.steps, lrs=tuple(floats(args.lrs, "--lrs")) if args.lrs else (), seeds=args.seeds,
+        steps=args.steps or DEFAULT_STEPS[args.kind], lrs=tuple(floats(args.lrs, "--lrs")) if args.lrs else (), seeds=args.seeds,
         eval_every=args.eval_every, limit_train=args.limit_train, limit_dev=args.limit_dev,
         optimizer=args.optimizer, seed=args.seed,
     )
@@ -101,7 +101,7 @@ def add_verbs(verbs) -> None:
     p.add_argument("--train", required=True)
     p.add_argument("--dev", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=0, help="training steps per run (0: losses 1000, optimizers 300)")
     p.add_argument("--lrs", help="LR sweep (default: the study's own grid)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per optimizer (optimizers study)")
     p.add_argument("--eval-every", type=int, default=0, help="dev evaluations (0: steps / 10)")

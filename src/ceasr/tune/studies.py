@@ -47,7 +47,10 @@ DEFAULT_OPTIMIZER_LRS = {
     "gd": _SGD_LRS, "sgd": _SGD_LRS, "momentum": _SGD_LRS, "nesterov": _SGD_LRS,
     "adam": _ADAPTIVE_LRS, "rmsprop": _ADAPTIVE_LRS,
 }
-DEFAULT_LOSS_LRS = (3e-4, 1e-3, 3e-3, 1e-2)  # for the default optimizer of the losses study, Adam
+# For Adam, the losses study's default optimizer: the winners of a 300-step sweep from 3e-5 to 1e-2 (2026-11-30).
+DEFAULT_LOSS_LRS = (1e-4, 3e-4, 1e-3)
+# The classifier needs ~1000 Adam steps to separate the losses on the demo corpus (300 left all near chance).
+DEFAULT_STEPS = {"losses": 1000, "optimizers": 300}
 MAX_EXTEND = 2  # LRs added beyond an edge of a sweep whose best is at that edge
 
 
