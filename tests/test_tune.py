@@ -27,40 +27,56 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _synthetic_curve(steep_at: float, rise_at: float, n: int = 300, noise: float = 0.0):
-    """Loss against x = log10(lr) on [-6, 0]: a tanh descent centred at ``steep_at`` plus an exponential rise."""
+def _synthetic_curve(steep_at: float, rise_at: float, n: int = 300, noise: float = 0.0, transient: float = 0.0):
+    """Loss against x = log10(lr) on [-6, 0]: a tanh descent centred at ``steep_at`` plus an exponential rise,
+    plus (``transient``) an initial drop that is steepest at the very first point, as from fresh weights."""
     lrs = exp_lrs(1e-6, 1.0, n)
     x = np.log10(lrs)
-    loss = 3.0 - np.tanh(2.0 * (x - steep_at)) + np.exp(3.0 * (x - rise_at))
+    loss = _analytic(x, steep_at, rise_at, transient)[0]
     loss += noise * np.random.default_rng(0).standard_normal(n)
     return lrs, x, loss
 
 
-def _expected(x, steep_at, rise_at):
-    """The rule on the noise-free analytic curve, from its derivative on a dense grid (independent of ceasr)."""
-    dense = np.linspace(x[0], x[-1], 200001)
-    slope = -2.0 / np.cosh(2.0 * (dense - steep_at)) ** 2 + 3.0 * np.exp(3.0 * (dense - rise_at))
-    loss = 3.0 - np.tanh(2.0 * (dense - steep_at)) + np.exp(3.0 * (dense - rise_at))
+def _analytic(x, steep_at, rise_at, transient=0.0):
+    """(loss, d ln(loss) / dx) in closed form."""
+    loss = 3.0 - np.tanh(2.0 * (x - steep_at)) + np.exp(3.0 * (x - rise_at)) + transient * np.exp(-4.0 * (x + 6.0))
+    d = -2.0 / np.cosh(2.0 * (x - steep_at)) ** 2 + 3.0 * np.exp(3.0 * (x - rise_at))
+    d = d - 4.0 * transient * np.exp(-4.0 * (x + 6.0))
+    return loss, d / loss
+
+
+def _expected(steep_at, rise_at, transient=0.0):
+    """The rule on the noise-free analytic curve, from its derivative on a dense grid (independent of ceasr):
+    the steepest relative descent of the last descent into the minimum, bounded by the minimum's LR / 10."""
+    dense = np.linspace(-6.0, 0.0, 600001)
+    loss, rel = _analytic(dense, steep_at, rise_at, transient)
     i_min = int(np.argmin(loss))
-    steep = dense[int(np.argmin(slope[: i_min + 1]))]
-    return min(10.0**steep, 10.0 ** dense[i_min] / 10.0), 10.0**steep, 10.0 ** dense[i_min]
+    i = i_min
+    while rel[i - 1] <= rel[i] or rel[i] > -0.2:  # walk back down the slope to its (first) steepest point
+        i -= 1
+    return min(10.0 ** dense[i], 10.0 ** dense[i_min] / 10.0), 10.0 ** dense[i], 10.0 ** dense[i_min]
 
 
-@pytest.mark.parametrize("steep_at, rise_at", [(-4.0, -0.5), (-1.8, -0.8)])  # steepest wins / min/10 wins
-def test_lr_suggestion_on_a_known_curve(steep_at, rise_at):
-    lrs, x, loss = _synthetic_curve(steep_at, rise_at)
-    want, want_steep, want_min = _expected(x, steep_at, rise_at)
+@pytest.mark.parametrize(
+    "steep_at, rise_at, transient", [(-4.0, -0.5, 0.0), (-1.8, -0.8, 0.0), (-3.0, -0.5, 20.0)]
+)  # the valley's steepest point wins / min/10 wins / a steep initial transient is not the valley
+def test_lr_suggestion_on_a_known_curve(steep_at, rise_at, transient):
+    lrs, x, loss = _synthetic_curve(steep_at, rise_at, transient=transient)
+    want, want_steep, want_min = _expected(steep_at, rise_at, transient)
     step = 6.0 / (len(lrs) - 1)  # one point, in decades
     got, steep, at_min, _ = suggest_lr(lrs, loss)
-    assert abs(np.log10(steep) - np.log10(want_steep)) <= 2 * step
-    assert abs(np.log10(at_min) - np.log10(want_min)) <= 3 * step  # smoothing may move a flat minimum a little
+    assert abs(np.log10(steep) - np.log10(want_steep)) <= 3 * step  # the smoothing widens the descent a little
+    assert abs(np.log10(at_min) - np.log10(want_min)) <= 3 * step  # and may move a flat minimum a little
     assert abs(np.log10(got) - np.log10(want)) <= 3 * step
     assert lrs[0] <= got <= lrs[-1]
+    if transient:  # the suggestion lies inside the known steep region of the real descent, |x - steep_at| < 0.3
+        assert abs(np.log10(got) - steep_at) < 0.3
+        assert np.argmin(np.gradient(loss, x)) == 0  # while the globally steepest point is the first one
 
 
 def test_lr_suggestion_survives_noise_and_stays_in_range():
-    lrs, x, loss = _synthetic_curve(-3.0, -0.5, noise=0.15)
-    want = _expected(x, -3.0, -0.5)[0]
+    lrs, _, loss = _synthetic_curve(-3.0, -0.5, noise=0.15, transient=20.0)
+    want = _expected(-3.0, -0.5, 20.0)[0]
     got = suggest_lr(lrs, loss)[0]
     assert abs(np.log10(got) - np.log10(want)) < 0.35
     # A curve that only rises: the minimum is the first point, min/10 is below the range, so it is clamped.
@@ -212,3 +228,67 @@ def test_studies_write_their_tables_and_plots(tmp_path):
         assert f"| {name} | 0.01 |" in md
     for png in (tmp_path / "losses/losses.png", tmp_path / "opt/optimizers.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_study_sweep_extends_until_the_best_lr_is_bracketed():
+    from ceasr.tune.studies import MAX_EXTEND, bracketed_sweep
+    from ceasr.tune.session import ShortRun
+
+    def runner(best_lr):
+        calls = []
+
+        def run_at(lr):
+            calls.append(lr)
+            return ShortRun(train_loss=[(np.log10(lr) - np.log10(best_lr)) ** 2])
+
+        return run_at, calls
+
+    key = lambda r: r.train_loss[0]  # noqa: E731
+    run_at, calls = runner(3e-3)  # inside the sweep: nothing added
+    assert list(bracketed_sweep((1e-2, 1e-3, 3e-3), run_at, key)) == [1e-3, 3e-3, 1e-2] and len(calls) == 3
+    run_at, calls = runner(0.1)  # above: 3e-2, then 9e-2 (the best, bracketed by 3e-2 and nothing; limit hit)
+    sweep = bracketed_sweep((1e-3, 3e-3, 1e-2), run_at, key)
+    assert list(sweep) == pytest.approx([1e-3, 3e-3, 1e-2, 3e-2, 9e-2]) and len(calls) == 3 + MAX_EXTEND
+    run_at, calls = runner(1e-3)  # below: 1e-3 is added, still at the edge, so 3.3e-4 too, which brackets it
+    sweep = bracketed_sweep((3e-3, 1e-2), run_at, key)
+    assert list(sweep) == pytest.approx([1e-3 / 3, 1e-3, 3e-3, 1e-2])
+    assert min(sweep, key=lambda lr: key(sweep[lr])) == pytest.approx(1e-3)
+
+
+class _AlwaysPrune:
+    """An Optuna trial stand-in whose pruner always says prune: shows when the objective asks."""
+
+    def __init__(self):
+        self.reported, self.attrs = [], {}
+
+    def suggest_categorical(self, name, choices):
+        return choices[0]
+
+    def suggest_float(self, name, lo, hi, log=False):
+        return lo
+
+    def report(self, value, step):
+        self.reported.append(step)
+
+    def should_prune(self):
+        return True
+
+    def set_user_attr(self, key, value):
+        self.attrs[key] = value
+
+
+@pytest.mark.parametrize("warmup, pruned_at", [(-1, 3), (0, 1), (3, 4)])  # -1: the first fold (2 steps)
+def test_tune_never_prunes_during_the_warmup(corpus, warmup, pruned_at):
+    import optuna
+
+    from ceasr.data.manifest import load_rows
+    from ceasr.tune.search import Objective, TuneOptions, make_splits
+    from ceasr.tune.session import prepare
+
+    cfg = load_config(corpus / "tiny.yaml")
+    prepared = prepare(cfg, load_rows(corpus / "train.jsonl"), progress=False)
+    opts = TuneOptions(optimizers=("sgd",), lrs=(1e-3,), steps=2, eval_every=1, prune_warmup=warmup)
+    trial = _AlwaysPrune()
+    with pytest.raises(optuna.TrialPruned):
+        Objective(cfg, prepared, make_splits(prepared, None, 2, 0), opts)(trial)
+    assert trial.reported[-1] == pruned_at  # the first report past the warm-up (steps counted over folds)

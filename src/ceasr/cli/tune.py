@@ -21,7 +21,8 @@ def _cmd_lr_find(args) -> None:
     write_lr_find(result, Path(args.out))
     stop = "diverged" if result.diverged else "ran all steps"
     print(f"{len(result.lrs)} steps ({stop}); smoothed minimum at lr={result.at_minimum:.3g}, "
-          f"steepest descent at lr={result.steepest:.3g}; rule: min(steepest, minimum / 10)")
+          f"steepest point of the valley (last descent into it) at lr={result.steepest:.3g}; "
+          "rule: min(valley steepest, minimum / 10)")
     print(f"suggested_lr={result.suggested:.3g}")
 
 
@@ -34,7 +35,7 @@ def _cmd_tune(args) -> None:
     opts = TuneOptions(
         optimizers=tuple(split_list(args.optimizers)), lrs=tuple(floats(args.lrs, "--lrs")), steps=args.steps,
         eval_every=args.eval_every, sampler=args.sampler, trials=args.trials, jobs=args.jobs,
-        prune=not args.no_prune, seed=args.seed, study_name=args.study_name, storage=args.storage,
+        prune=not args.no_prune, prune_warmup=args.prune_warmup, seed=args.seed, study_name=args.study_name, storage=args.storage,
     )
     dev = load_rows(args.dev) if args.dev else []
     command = "ceasr " + " ".join(sys.argv[1:])
@@ -46,11 +47,11 @@ def _cmd_tune(args) -> None:
 def _cmd_study(args) -> None:
     from ceasr.config import load_config
     from ceasr.data.manifest import load_rows
-    from ceasr.tune.studies import STUDIES, StudyOptions
+    from ceasr.tune.studies import DEFAULT_STEPS, STUDIES, StudyOptions
 
     cfg = load_config(args.config, args.set)
     opts = StudyOptions(
-        steps=args.steps, lrs=tuple(floats(args.lrs, "--lrs")) if args.lrs else (), seeds=args.seeds,
+        steps=args.steps or DEFAULT_STEPS[args.kind], lrs=tuple(floats(args.lrs, "--lrs")) if args.lrs else (), seeds=args.seeds,
         eval_every=args.eval_every, limit_train=args.limit_train, limit_dev=args.limit_dev,
         optimizer=args.optimizer, seed=args.seed,
     )
@@ -78,7 +79,7 @@ def add_verbs(verbs) -> None:
     where.add_argument("--dev")
     where.add_argument("--folds", type=int, default=0, help="K speaker-disjoint cross-validation folds")
     p.add_argument("--optimizers", default="sgd,momentum,adam,rmsprop")
-    p.add_argument("--lrs", default="1e-4,3e-4,1e-3,3e-3")
+    p.add_argument("--lrs", default="3e-4,1e-3,3e-3,1e-2,3e-2,1e-1")
     p.add_argument("--steps", type=int, default=200, help="training steps per trial and fold")
     p.add_argument("--eval-every", type=int, default=0, help="dev evaluations for pruning (0: steps / 4)")
     p.add_argument("--out", required=True)
@@ -86,6 +87,8 @@ def add_verbs(verbs) -> None:
     p.add_argument("--trials", type=int, default=0, help="trials wanted in the study (0: grid size, or 20)")
     p.add_argument("--jobs", type=int, default=1, help="trials in parallel (threads)")
     p.add_argument("--no-prune", action="store_true", help="switch off median pruning")
+    p.add_argument("--prune-warmup", type=int, default=-1,
+                   help="steps of a trial (over its folds) before it may be pruned (-1: first fold, or steps / 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--storage", help="Optuna RDB URL (default: sqlite file OUT/tune.db)")
     p.add_argument("--study-name", default="ceasr-tune")
@@ -98,13 +101,13 @@ def add_verbs(verbs) -> None:
     p.add_argument("--train", required=True)
     p.add_argument("--dev", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=0, help="training steps per run (0: losses 1000, optimizers 300)")
     p.add_argument("--lrs", help="LR sweep (default: the study's own grid)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per optimizer (optimizers study)")
     p.add_argument("--eval-every", type=int, default=0, help="dev evaluations (0: steps / 10)")
     p.add_argument("--limit-train", type=int, default=0, help="use the first N training rows (0: all)")
     p.add_argument("--limit-dev", type=int, default=0, help="use the first N dev rows (0: all)")
-    p.add_argument("--optimizer", default="momentum", help="optimizer of the losses study")
+    p.add_argument("--optimizer", default="adam", help="optimizer of the losses study")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     p.set_defaults(func=_cmd_study)

@@ -5,9 +5,15 @@ diverges: a non-finite loss, or the running (EMA) loss above ``DIVERGE_FACTOR`` 
 Nothing is saved into any experiment: the weights are thrown away, only the curve is kept.
 
 The suggestion (:func:`suggest_lr`): smooth the curve with a centered moving average over ``n / 10 + 1``
-points (no lag, unlike an EMA), find its minimum, take the point of steepest descent (most negative slope
-against log LR) at or before the minimum, among the points where the whole window fits, and bound it by the minimum's LR / 10: ``suggested = min(lr_steepest, lr_at_minimum / 10)``, clamped
-into the tested range.
+points (no lag, unlike an EMA) and find its minimum. Then take the steepest point of the *last descent into the
+minimum* ("valley"): walking back from the minimum, the first point whose slope (of the smoothed loss against
+log LR) is negative and the most negative within ``n / 20`` points on either side. Bound it by the minimum's
+LR / 10: ``suggested = min(lr_valley, lr_at_minimum / 10)``, clamped into the tested range.
+
+Why not the globally steepest point: from fresh weights the loss often falls from the very first step, at any
+learning rate, because the first updates fix the output layer's gross miscalibration (training progress, not
+a learning-rate effect). That initial transient is the steepest part of the curve, far below any useful LR;
+on the demo corpus it put the steepest point at 5e-5 while the minimum was at 1.2e-2.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from ceasr.tune.session import Prepared
 
 DIVERGE_FACTOR = 4.0
 EMA_BETA = 0.9  # the running loss for the divergence test only
+# A descent counts for the valley when the smoothed loss falls at least this much in ln per decade of LR (~18%).
+VALLEY_FALL = 0.2
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class LrFindResult:
     losses: list[float]  # raw training loss of each step's batch
     smoothed: list[float]  # centered moving average of ``losses``
     suggested: float
-    steepest: float  # LR of the steepest descent
+    steepest: float  # LR of the steepest point of the last descent into the minimum
     at_minimum: float  # LR of the smoothed minimum
     diverged: bool  # stopped before the last step
 
@@ -58,22 +66,42 @@ def centered_smooth(values: np.ndarray, half: int) -> np.ndarray:
     return out
 
 
+def window_slopes(smoothed: np.ndarray, x: np.ndarray, half: int) -> np.ndarray:
+    """Relative slope ``d ln(loss) / d log10(lr)`` of the smoothed curve over ``[i - half, i + half]`` (NaN where
+    that window does not fit): a wide difference, since neighbouring smoothed points share almost all data."""
+    n = len(smoothed)
+    out = np.full(n, np.nan)
+    if n > 2 * half:
+        i = np.arange(half, n - half)
+        fall = np.log(np.maximum(smoothed[i + half], 1e-12)) - np.log(np.maximum(smoothed[i - half], 1e-12))
+        out[i] = fall / (x[i + half] - x[i - half])
+    return out
+
+
+def valley_steepest(rel_slope: np.ndarray, i_min: int, half: int) -> int | None:
+    """Index of the steepest point of the last descent into the minimum at ``i_min``: walking back from
+    ``i_min``, the first point where the loss falls by at least ``VALLEY_FALL`` per decade and falls fastest
+    within ``half`` points on either side. None when no point qualifies (no real descent before the minimum)."""
+    for i in range(min(i_min, len(rel_slope) - 1), -1, -1):
+        if not rel_slope[i] <= -VALLEY_FALL:  # also skips NaN (window does not fit)
+            continue
+        near = rel_slope[max(0, i - half) : i + half + 1]
+        if rel_slope[i] <= np.nanmin(near):
+            return i
+    return None
+
+
 def suggest_lr(lrs, losses) -> tuple[float, float, float, np.ndarray]:
-    """``(suggested, lr_steepest, lr_at_minimum, smoothed)`` for a loss-vs-LR curve (see the module doc)."""
+    """``(suggested, lr_valley, lr_at_minimum, smoothed)`` for a loss-vs-LR curve (see the module doc)."""
     lrs, losses = np.asarray(lrs, dtype=np.float64), np.asarray(losses, dtype=np.float64)
     if len(lrs) < 3:
         raise ConfigError(f"lr-find: only {len(lrs)} finite steps before divergence; lower --min")
     half = max(1, len(losses) // 20)
     smoothed = centered_smooth(losses, half)
-    x = np.log10(lrs)
     i_min = int(np.argmin(smoothed))
-    slope = np.gradient(smoothed, x)
-    # Only where the full window fits: at the ends the window shrinks and the curve is as noisy as the data.
-    n = len(losses)
-    lo = min(half, n - 1)
-    hi = max(lo, min(i_min, n - 1 - half))
-    i_steep = lo + int(np.argmin(slope[lo : hi + 1]))
-    steepest, at_min = float(lrs[i_steep]), float(lrs[i_min])
+    i_steep = valley_steepest(window_slopes(smoothed, np.log10(lrs), half), i_min, half)
+    at_min = float(lrs[i_min])
+    steepest = at_min if i_steep is None else float(lrs[i_steep])
     suggested = min(max(min(steepest, at_min / 10.0), float(lrs[0])), float(lrs[-1]))
     return suggested, steepest, at_min, smoothed
 
@@ -145,6 +173,7 @@ def _plot(result: LrFindResult, path: Path) -> None:
     ax.plot(result.lrs, result.losses, color="0.75", lw=0.8, label="loss per step")
     ax.plot(result.lrs, result.smoothed, color="C0", lw=1.8, label="smoothed")
     ax.axvline(result.suggested, color="C3", ls="--", label=f"suggested {result.suggested:.2g}")
+    ax.axvline(result.steepest, color="C2", ls="-.", label=f"valley's steepest {result.steepest:.2g}")
     ax.axvline(result.at_minimum, color="0.4", ls=":", label=f"minimum {result.at_minimum:.2g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")

@@ -2,7 +2,8 @@
 
 Each trial trains ``steps`` steps from fresh weights (the one training loop, in process) on every fold and
 scores the mean final dev loss. Intermediate dev losses go to a median pruner, which stops a trial whose loss
-is worse than the median of earlier trials at the same point. The study lives in an Optuna storage (a SQLite
+is worse than the median of earlier trials at the same point, but only after a warm-up (by default the whole
+first fold, or half the steps with one dev set), so a slow starter is not cut off before it can catch up. The study lives in an Optuna storage (a SQLite
 file in the output folder unless ``storage`` names another RDB URL), so it can be resumed or shared: a
 resumed study runs only the trials still missing, never the finished ones again.
 """
@@ -31,13 +32,14 @@ DEFAULT_TPE_TRIALS = 20
 @dataclass(frozen=True)
 class TuneOptions:
     optimizers: tuple[str, ...] = ("sgd", "momentum", "adam", "rmsprop")
-    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 3e-3)
+    lrs: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)  # spans the SGD family's and Adam's ranges
     steps: int = 200
     eval_every: int = 0  # 0: four evaluations per fold
     sampler: str = "grid"
     trials: int = 0  # total wanted in the study; 0: the grid's size (grid) or DEFAULT_TPE_TRIALS (tpe)
     jobs: int = 1
     prune: bool = True
+    prune_warmup: int = -1  # training steps of a trial (counted over its folds) before pruning; -1: automatic
     seed: int = 0
     study_name: str = "ceasr-tune"
     storage: str | None = None  # an Optuna RDB URL; None: sqlite in the output folder
@@ -67,12 +69,21 @@ def make_splits(prepared: Prepared, dev_set: AsrDataset | None, folds: int, seed
     return out
 
 
+def prune_warmup(opts: TuneOptions, n_splits: int) -> int:
+    """Steps a trial trains (over its folds, in order) before it may be pruned: ``opts.prune_warmup`` when
+    given, else the whole first fold with several folds, or half the steps with one dev set."""
+    if opts.prune_warmup >= 0:
+        return opts.prune_warmup
+    return opts.steps if n_splits > 1 else opts.steps // 2
+
+
 class Objective:
     """One trial: the sampled optimizer and LR trained on every split; value = mean final dev loss."""
 
     def __init__(self, cfg: ExperimentConfig, prepared: Prepared, splits: list[tuple], opts: TuneOptions):
         self.cfg, self.prepared, self.splits, self.opts = cfg, prepared, splits, opts
         self.eval_every = opts.eval_every or max(1, opts.steps // 4)
+        self.warmup = prune_warmup(opts, len(splits))
 
     def __call__(self, trial) -> float:
         import optuna
@@ -88,7 +99,8 @@ class Objective:
 
             def report(point: Point, k=k) -> None:
                 trial.report(point.loss, k * self.opts.steps + point.step)
-                if self.opts.prune and trial.should_prune():
+                past_warmup = k * self.opts.steps + point.step > self.warmup
+                if self.opts.prune and past_warmup and trial.should_prune():
                     trial.set_user_attr("seconds", seconds + point.seconds)
                     raise optuna.TrialPruned()
 

@@ -1,17 +1,21 @@
 """``ceasr study losses|optimizers``: measured comparisons, each run through the one training loop.
 
 Every run is a :func:`ceasr.tune.session.short_run` from fresh weights seeded by ``seed`` (+ the seed index),
-so a study repeats from its printed command. LR choice: each variant trains at every LR of its sweep with
-the first seed; the best (losses: final dev accuracy; optimizers: final dev loss) is then run with the other
-seeds (optimizers study) and reported.
+so a study repeats from its printed command. LR choice: each variant trains at every LR of its own sweep with
+the first seed; while the best (losses: final dev accuracy; optimizers: final dev loss) is at an edge of the
+sweep, the sweep is extended a factor 3 beyond that edge (at most ``MAX_EXTEND`` times), so each variant's LR is
+bracketed by worse ones rather than cut off by the grid. The best is then run with the other seeds
+(optimizers study) and reported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +23,15 @@ import torch
 from ceasr.config import ExperimentConfig
 from ceasr.data.manifest import Utterance
 from ceasr.errors import CeasrError, ConfigError
-from ceasr.tune.session import Prepared, ShortRun, asr_evaluate, featurize, limit_rows, prepare, short_run
+from ceasr.tune.session import (
+    Prepared,
+    ShortRun,
+    asr_evaluate,
+    featurize,
+    limit_rows,
+    prepare,
+    short_run,
+)
 
 # Full-batch gradient descent is plain SGD whose step accumulates every batch of the epoch (exact gradient).
 OPTIMIZER_STUDY = {
@@ -30,12 +42,16 @@ OPTIMIZER_STUDY = {
     "adam": ("adam", False),
     "rmsprop": ("rmsprop", False),
 }
-_SGD_LRS, _ADAPTIVE_LRS = (0.01, 0.03, 0.1), (3e-4, 1e-3, 3e-3)
+_SGD_LRS, _ADAPTIVE_LRS = (0.03, 0.1, 0.3), (1e-3, 3e-3, 1e-2)
 DEFAULT_OPTIMIZER_LRS = {
     "gd": _SGD_LRS, "sgd": _SGD_LRS, "momentum": _SGD_LRS, "nesterov": _SGD_LRS,
     "adam": _ADAPTIVE_LRS, "rmsprop": _ADAPTIVE_LRS,
 }
-DEFAULT_LOSS_LRS = (0.01, 0.1, 1.0, 10.0)
+# For Adam, the losses study's default optimizer: the winners of a 300-step sweep from 3e-5 to 1e-2 (2026-11-30).
+DEFAULT_LOSS_LRS = (1e-4, 3e-4, 1e-3)
+# The classifier needs ~1000 Adam steps to separate the losses on the demo corpus (300 left all near chance).
+DEFAULT_STEPS = {"losses": 1000, "optimizers": 300}
+MAX_EXTEND = 2  # LRs added beyond an edge of a sweep whose best is at that edge
 
 
 @dataclass(frozen=True)
@@ -46,7 +62,7 @@ class StudyOptions:
     eval_every: int = 0  # 0: steps / 10
     limit_train: int = 0  # first N rows (0: all)
     limit_dev: int = 0
-    optimizer: str = "momentum"  # losses study
+    optimizer: str = "adam"  # losses study
     seed: int = 0
 
     def every(self) -> int:
@@ -62,6 +78,20 @@ class Variant:
     best_lr: float
     runs: list[ShortRun]
     grad_norms: list[float] = dataclasses.field(default_factory=list)  # losses study: of the best run
+
+
+def bracketed_sweep(lrs, run_at: Callable[[float], ShortRun], key: Callable[[ShortRun], Any]) -> dict:
+    """``{lr: run_at(lr)}`` over ``lrs``, sorted; while the best (lowest ``key``) is at an edge of the sweep, the LR
+    a factor 3 beyond that edge is added (at most ``MAX_EXTEND`` times), so the best is bracketed when it can be."""
+    sweep = {lr: run_at(lr) for lr in sorted(set(lrs))}
+    for _ in range(MAX_EXTEND):
+        ordered = sorted(sweep)
+        best = min(ordered, key=lambda lr: key(sweep[lr]))
+        if len(ordered) < 2 or best not in (ordered[0], ordered[-1]):
+            break
+        beyond = best / 3.0 if best == ordered[0] else best * 3.0
+        sweep[beyond] = run_at(beyond)
+    return dict(sorted(sweep.items()))
 
 
 def _check(opts: StudyOptions) -> None:
@@ -86,9 +116,13 @@ def study_losses(cfg, train_rows, dev_rows, opts: StudyOptions, out: Path, comma
     """Train the command classifier with each loss at each LR; write losses.md/png; return the summary line."""
     from ceasr.data.domain import command_phrases
     from ceasr.models.classifier import build_classifier
-    from ceasr.tune import study_plots
-    from ceasr.tune.loss_study import CLASSIFIER_LOSSES, ClassifierObjective, PhraseTokenizer
     from ceasr.train.optim import OPTIMIZERS
+    from ceasr.tune import study_plots
+    from ceasr.tune.loss_study import (
+        CLASSIFIER_LOSSES,
+        ClassifierObjective,
+        PhraseTokenizer,
+    )
 
     _check(opts)
     if opts.optimizer not in OPTIMIZERS:
@@ -100,16 +134,20 @@ def study_losses(cfg, train_rows, dev_rows, opts: StudyOptions, out: Path, comma
     dev_set = featurize(prepared, dev_rows)
     variants = []
     for name in CLASSIFIER_LOSSES:
-        sweep, norms = {}, {}
-        for lr in opts.lrs or DEFAULT_LOSS_LRS:
+        norms = {}
+
+        def run(lr: float, name=name, norms=norms) -> ShortRun:
             torch.manual_seed(opts.seed)
             model = ClassifierObjective(
                 build_classifier(cfg.model, cfg.features.n_mels, tokenizer.vocab_size), name
             )
             run_cfg = _with(cfg, optimizer=opts.optimizer, lr=lr, max_steps=opts.steps, seed=opts.seed)
-            evaluate = _classifier_evaluate(name)
-            sweep[lr] = short_run(run_cfg, prepared, prepared.dataset, dev_set, opts.every(), evaluate, model=model)
+            result = short_run(run_cfg, prepared, prepared.dataset, dev_set, opts.every(), _classifier_evaluate(name),
+                               model=model)
             norms[lr] = model.grad_norms
+            return result
+
+        sweep = bracketed_sweep(opts.lrs or DEFAULT_LOSS_LRS, run, lambda r: tuple(-v for v in _accuracy_key(r)))
         best = max(sweep, key=lambda lr: _accuracy_key(sweep[lr]))
         variants.append(Variant(name, sweep, best, [sweep[best]], norms[best]))
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +225,7 @@ def study_optimizers(cfg, train_rows, dev_rows, opts: StudyOptions, out: Path, c
             run_cfg = _with(cfg, lr=lr, seed=seed, **base)
             return short_run(run_cfg, prepared, prepared.dataset, dev_set, opts.every(), evaluate)
 
-        sweep = {lr: run(lr, opts.seed) for lr in opts.lrs or DEFAULT_OPTIMIZER_LRS[name]}
+        sweep = bracketed_sweep(opts.lrs or DEFAULT_OPTIMIZER_LRS[name], lambda lr: run(lr, opts.seed), _loss_key)
         best = min(sweep, key=lambda lr: _loss_key(sweep[lr]))
         runs = [sweep[best]] + [run(best, opts.seed + s) for s in range(1, opts.seeds)]
         variants.append(Variant(name, sweep, best, runs))
