@@ -35,7 +35,8 @@ def _cmd_tune(args) -> None:
     opts = TuneOptions(
         optimizers=tuple(split_list(args.optimizers)), lrs=tuple(floats(args.lrs, "--lrs")), steps=args.steps,
         eval_every=args.eval_every, sampler=args.sampler, trials=args.trials, jobs=args.jobs,
-        prune=not args.no_prune, prune_warmup=args.prune_warmup, seed=args.seed, study_name=args.study_name, storage=args.storage,
+        prune=not args.no_prune, prune_warmup=args.prune_warmup, seed=args.seed, study_name=args.study_name,
+        storage=args.storage,
     )
     dev = load_rows(args.dev) if args.dev else []
     command = "ceasr " + " ".join(sys.argv[1:])
@@ -51,7 +52,8 @@ def _cmd_study(args) -> None:
 
     cfg = load_config(args.config, args.set)
     opts = StudyOptions(
-        steps=args.steps or DEFAULT_STEPS[args.kind], lrs=tuple(floats(args.lrs, "--lrs")) if args.lrs else (), seeds=args.seeds,
+        steps=args.steps or DEFAULT_STEPS[args.kind], lrs=tuple(floats(args.lrs, "--lrs")) if args.lrs else (),
+        seeds=args.seeds,
         eval_every=args.eval_every, limit_train=args.limit_train, limit_dev=args.limit_dev,
         optimizer=args.optimizer, seed=args.seed,
     )

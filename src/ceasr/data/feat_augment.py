@@ -23,8 +23,9 @@ elementwise ops and one small matrix product:
   bins' log energies. Formants move as if the vocal tract were ``1/alpha`` as long: new timbres, which a
   corpus with few natural speakers lacks.
 
-Order per item: warp (the voice), reverberation (the room), noise, gain (the microphone). Padding frames stay 0. Each item's draws
-come from the caller's ``torch.Generator``, so a step's augmentation is fixed by its seed.
+Order per item: warp (the voice), reverberation (the room), noise, gain (the microphone). Padding frames
+stay 0. Each item's draws come from the caller's ``torch.Generator``, so a step's augmentation is fixed by
+its seed.
 """
 
 from __future__ import annotations
