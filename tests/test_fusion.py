@@ -361,3 +361,28 @@ def test_search_scores_keep_only_complete_hotwords(seed):
     for h in fused:
         assert h.score == pytest.approx(ctc_loss_score(lp, list(h.tokens)) + hotword_reference(phrases, h.tokens),
                                         abs=1e-6)
+
+
+def test_decode_config_sets_the_oov_penalty(unigram_lm):
+    """decode.lm_oov_penalty reaches the search through decode_encoded: at beam 1 (one candidate token per
+    frame) the search spells "gox", an unknown word, whose score carries lambda x the penalty."""
+    from ceasr.decode import decode_encoded
+
+    lp = torch.full((5, len(WORD_PIECES)), math.log(1e-3), dtype=torch.float64)
+    lp[0, G] = lp[1, 0] = lp[2, O] = lp[3, 0] = math.log(0.9)
+    lp[4, X], lp[4, NE] = math.log(0.5), math.log(0.45)
+    lp = lp.log_softmax(-1)
+
+    class CtcOnly:
+        def ctc_log_probs(self, enc):
+            return enc
+
+    scorers = Scorers(WORD_PIECES, unigram_lm, None)
+    best = {}
+    for penalty in (0.0, -10.0, -4.0):
+        cfg = DecodeConfig(method="ctc_prefix_beam", beam_size=1, lm_weight=0.5, length_penalty=0.0,
+                           lm_oov_penalty=penalty)
+        best[penalty] = decode_encoded(CtcOnly(), lp[None], torch.tensor([5]), cfg, scorers)[0]
+    assert {h.tokens for h in best.values()} == {(G, O, X)}
+    assert best[-10.0].score - best[0.0].score == pytest.approx(0.5 * -10.0)
+    assert best[-4.0].score - best[0.0].score == pytest.approx(0.5 * -4.0)

@@ -136,6 +136,8 @@ class DecodeConfig:
     lm_mode: str = "fusion"  # fusion (shallow, during the search) | rescore (the n-best list afterwards)
     hotwords: str = ""  # file of phrases to boost, one a line, "phrase<TAB>boost" or "phrase"
     hotword_boost: float = 2.0  # bonus per matched token when a line gives none
+    lm_oov_penalty: float = -10.0  # word LM: score (times lambda) of a partial word no LM word starts with
+    lm_lookahead: bool = False  # word LM: pay a partial word's best-completion unigram score in advance
 
 
 @dataclass(frozen=True)

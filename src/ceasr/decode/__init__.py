@@ -81,7 +81,10 @@ def decode(
 def decode_encoded(model, enc: torch.Tensor, enc_lens: torch.Tensor, cfg: DecodeConfig, scorers=None):
     """:func:`decode` from encoder outputs (B, T', D) (e.g. cached while tuning decode parameters)."""
     beta = 0.0 if cfg.method in _OWN_LENGTH_TERM else cfg.length_penalty
-    fusion = scorers.fusion(cfg.lm_weight, beta) if scorers is not None else Fusion((), length_bonus=beta)
+    if scorers is not None:
+        fusion = scorers.fusion(cfg.lm_weight, beta, cfg.lm_oov_penalty, cfg.lm_lookahead)
+    else:
+        fusion = Fusion((), length_bonus=beta)
     if cfg.lm_mode == "rescore":
         nbest = DECODERS[cfg.method](model, enc, enc_lens, cfg, Fusion((), length_bonus=beta))
         return [rescore(hyps, fusion, beta) for hyps in nbest]

@@ -207,5 +207,7 @@ class Scorers:
             return None
         return WordPrefixes.of_lm(self.lm, hotword_words(self.hotwords, self.pieces))
 
-    def fusion(self, lm_weight: float, length_bonus: float) -> Fusion:
-        return Fusion(self.pieces, self.lm, lm_weight, length_bonus, self.hotwords, prefixes=self.prefixes)
+    def fusion(self, lm_weight: float, length_bonus: float, oov_penalty: float = OOV_PENALTY,
+               lookahead: bool = False) -> Fusion:
+        return Fusion(self.pieces, self.lm, lm_weight, length_bonus, self.hotwords, oov_penalty, lookahead,
+                      prefixes=self.prefixes)
