@@ -88,7 +88,7 @@ def augmentation_costs(cfg, waves: list[np.ndarray]) -> list[list]:
         "babble (5 talkers) at an SNR": lambda w: aug.mix_at_snr(w, aug.babble(waves, len(w), rng, 5), 10),
         "gain with clipping": lambda w: aug.apply_gain(w, 6.0),
         "fbank features again": lambda w: fbank(torch.from_numpy(w)[None], torch.tensor([len(w)])),
-        "features: VTLP warp": lambda w: feats[id(w)] @ fa.warp_matrix(centers, 1.1, 8000.0).T,
+        "features: VTLP warp": lambda w: feats[id(w)] @ fa.warp_matrix(centers, 1.1, fa.top_freq(cfg.features)).T,
         f"features: reverberation (RT60 {np.mean(fc.rt60):.2f} s)":
             lambda w: fa.reverberate(feats[id(w)], float(np.mean(fc.rt60)), 5.0),
         "features: pink noise at an SNR":

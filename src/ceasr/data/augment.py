@@ -229,7 +229,8 @@ def load_rirs(folder: str | Path, sr: int = 16000) -> list[np.ndarray]:
     return rirs
 
 
-def _split(value: str) -> list[str]:
+def split_kinds(value: str) -> list[str]:
+    """``"white, pink,,babble"`` -> ``["white", "pink", "babble"]`` (a config's comma-separated kinds)."""
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
@@ -243,7 +244,7 @@ class Augmenter:
     def __init__(self, cfg: AugmentConfig, babble_sources: list[np.ndarray] | None = None, sr: int = 16000):
         self.cfg, self.sr = cfg, sr
         self.sources = babble_sources or []
-        self.kinds = _split(cfg.noise_kinds)
+        self.kinds = split_kinds(cfg.noise_kinds)
         known = [*NOISE_COLORS, "babble", "folder"]
         for kind in self.kinds:
             if kind not in known:

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from ceasr.config import FeatAugmentConfig, FeatureConfig
-from ceasr.data.augment import NOISE_COLORS, colored_noise
+from ceasr.data.augment import NOISE_COLORS, colored_noise, split_kinds
 from ceasr.errors import ConfigError
 from ceasr.features import _EPS, Fbank, mel_scale
 
@@ -46,10 +46,14 @@ NOISE_SECONDS = 10.0  # of each colour in the bank; items longer than that loop 
 WARP_BOUNDARY = 0.85  # the linear warp bends at this fraction of the filterbank's top frequency
 
 
+def top_freq(cfg: FeatureConfig) -> float:
+    """The filterbank's top frequency in Hz (``high_freq <= 0`` counts down from Nyquist, Kaldi's convention)."""
+    return cfg.high_freq if cfg.high_freq > 0 else 0.5 * cfg.sample_rate + cfg.high_freq
+
+
 def mel_centers(cfg: FeatureConfig) -> Tensor:
     """Centre frequencies (Hz) of the filterbank's mel bins, (n_mels,) float64."""
-    high = cfg.high_freq if cfg.high_freq > 0 else 0.5 * cfg.sample_rate + cfg.high_freq
-    lo, hi = mel_scale(cfg.low_freq), mel_scale(high)
+    lo, hi = mel_scale(cfg.low_freq), mel_scale(top_freq(cfg))
     mels = lo + (hi - lo) / (cfg.n_mels + 1) * torch.arange(1, cfg.n_mels + 1, dtype=torch.float64)
     return 700.0 * torch.expm1(mels / 1127.0)
 
@@ -77,7 +81,7 @@ class FeatAugment:
     """Applies a :class:`~ceasr.config.FeatAugmentConfig` to raw (un-normalized) log-mel batches."""
 
     def __init__(self, cfg: FeatAugmentConfig, features: FeatureConfig, seed: int = 0):
-        kinds = [k.strip() for k in cfg.noise_kinds.split(",") if k.strip()]
+        kinds = split_kinds(cfg.noise_kinds)
         unknown = [k for k in kinds if k not in (*NOISE_COLORS, "babble")]
         if unknown or (cfg.noise_prob > 0 and not kinds):
             raise ConfigError(f"feat_augment.noise_kinds: unknown {', '.join(unknown) or '(none given)'}; "
@@ -92,7 +96,7 @@ class FeatAugment:
         self.cfg, self.kinds = cfg, kinds
         self.centers = mel_centers(features)
         self.hop = features.frame_shift_ms / 1000
-        self.top = features.high_freq if features.high_freq > 0 else 0.5 * features.sample_rate + features.high_freq
+        self.top = top_freq(features)
         fbank = Fbank(features).eval()
         rng = np.random.default_rng(seed)
         n = int(NOISE_SECONDS * features.sample_rate)
