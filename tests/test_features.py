@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import kaldi_native_fbank as knf
 import numpy as np
 import pytest
@@ -173,6 +175,51 @@ def test_cmvn_defaults_and_padding():
     out = cmvn(x, torch.tensor([6, 2]))
     torch.testing.assert_close(out[0], x[0] - 1)
     assert torch.all(out[1, 2:] == 0)
+
+
+@pytest.mark.parametrize("mode", ["level", "mean"])
+def test_utterance_norm_matches_numpy_and_ignores_padding(mode):
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(2.0, 3.0, size=(2, 9, 4)).astype(np.float32))
+    lens = torch.tensor([9, 5])
+    x[1, 5:] = 0.0  # padding
+    cmvn = GlobalCMVN(4, mode)
+    cmvn.mean.copy_(torch.tensor([0.5, -1.0, 0.0, 2.0]))
+    cmvn.istd.copy_(torch.tensor([1.0, 0.5, 2.0, 0.25]))
+    out = cmvn(x, lens)
+    for b, n in enumerate(lens.tolist()):
+        item = x[b, :n].double().numpy()
+        offset = item.mean(0) if mode == "mean" else item.mean()
+        want = (item - offset - cmvn.mean.double().numpy()) * cmvn.istd.double().numpy()
+        np.testing.assert_allclose(out[b, :n].numpy(), want, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out[b, :n], cmvn(x[b : b + 1, :n])[0])  # alone, no lengths
+    assert torch.all(out[1, 5:] == 0)
+
+
+def test_level_norm_makes_fbank_gain_invariant_and_mean_norm_removes_a_channel_tilt():
+    wave = torch.from_numpy(np.random.default_rng(2).normal(0, 0.05, 8000).astype(np.float32))
+    fbank = Fbank(FeatureConfig(n_mels=23))
+    n = torch.tensor([len(wave)])
+    quiet, loud = (fbank(wave[None] * 10 ** (g / 20), n)[0][0] for g in (-30, 6))
+    # A gain of g dB shifts every log-mel cell by g ln(10) / 10 (dither 0, energies far above the floor).
+    torch.testing.assert_close(loud - quiet, torch.full_like(quiet, 36 * math.log(10) / 10), rtol=0, atol=1e-3)
+    torch.testing.assert_close(GlobalCMVN(23, "level")(quiet[None]), GlobalCMVN(23, "level")(loud[None]),
+                               rtol=0, atol=1e-3)
+    tilt = torch.linspace(-2.0, 3.0, 23)  # a fixed per-bin offset, e.g. a channel's log response
+    torch.testing.assert_close(GlobalCMVN(23, "mean")(quiet[None] + tilt), GlobalCMVN(23, "mean")(quiet[None]),
+                               rtol=0, atol=1e-4)
+
+
+def test_cmvn_stats_after_utterance_mean_norm():
+    rng = np.random.default_rng(3)
+    utts = [rng.normal(rng.normal(0, 5, 3), 1.0, size=(t, 3)) for t in (4, 11, 7)]
+    cmvn = compute_cmvn((torch.from_numpy(u) for u in utts), utterance="mean")
+    centered = np.concatenate([u - u.mean(0) for u in utts])
+    np.testing.assert_allclose(cmvn.mean.numpy(), 0, atol=1e-6)
+    np.testing.assert_allclose(1 / cmvn.istd.numpy(), centered.std(0), rtol=1e-5)
+    assert cmvn.utterance == "mean"
+    with pytest.raises(ConfigError, match="model.utterance_norm"):
+        GlobalCMVN(3, "median")
 
 
 def masked_cells(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

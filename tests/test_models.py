@@ -10,9 +10,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from ceasr.features import GlobalCMVN
 from ceasr.config import ModelConfig
 from ceasr.errors import CeasrError, ConfigError
-from ceasr.models import ENCODERS, Conv2dSubsampling4, build_model, count_flops, subsampled_lengths
+from ceasr.models import ENCODERS, Conv2dSubsampling, build_model, count_flops, min_frames, subsampled_lengths
 from ceasr.models.transformer import apply_rotary, rotary_tables, sinusoidal_encoding
 
 N_MELS, VOCAB = 20, 13
@@ -25,7 +26,7 @@ TINY = ModelConfig(
 def tiny(encoder="conformer", seed=0, **changes) -> nn.Module:
     torch.manual_seed(seed)
     cfg = dataclasses.replace(TINY, encoder=encoder, **changes)
-    return build_model(cfg, N_MELS, VOCAB, normalize=nn.Identity())
+    return build_model(cfg, N_MELS, VOCAB, normalize=GlobalCMVN(N_MELS))
 
 
 def batch(lens=(50, 31, 12), ys_lens=(5, 3, 1), seed=0):
@@ -41,12 +42,30 @@ def batch(lens=(50, 31, 12), ys_lens=(5, 3, 1), seed=0):
 
 
 def test_subsampling_length_formula_matches_real_convolutions():
-    sub = Conv2dSubsampling4(N_MELS, 16, 4)
+    sub = Conv2dSubsampling(N_MELS, 16, 4)
     for T in [*range(7, 40), 99, 100, 101, 102, 299, 300]:
         y, y_lens = sub(torch.randn(2, T, N_MELS), torch.tensor([T, 7]))
         assert y.shape == (2, ((T - 1) // 2 - 1) // 2, 16)
         assert y_lens.tolist() == [y.shape[1], 1]
     assert subsampled_lengths(torch.tensor([0, 3, 6, 7, 10, 11])).tolist() == [0, 0, 0, 1, 1, 2]
+
+
+def test_subsampling_8x_length_formula_and_receptive_field():
+    sub = Conv2dSubsampling(N_MELS, 16, 4, factor=8)
+    assert sub.min_frames == min_frames(8) == 15
+    for T in [*range(15, 50), 299, 300]:
+        y, y_lens = sub(torch.randn(2, T, N_MELS), torch.tensor([T, 15]))
+        assert y.shape == (2, (((T - 1) // 2 - 1) // 2 - 1) // 2, 16)
+        assert y_lens.tolist() == [y.shape[1], 1]
+    assert subsampled_lengths(torch.tensor([14, 15, 22, 23]), 8).tolist() == [0, 1, 1, 2]
+    # Output frame t sees input frames 8t .. 8t + 14 only: changing frame 8 + 15 leaves frames 0 and 1 alone.
+    x = torch.randn(1, 64, N_MELS)
+    y0, _ = sub(x, torch.tensor([64]))
+    x[:, 8 + 15] += 1.0
+    y1, _ = sub(x, torch.tensor([64]))
+    assert torch.equal(y0[:, :2], y1[:, :2]) and not torch.equal(y0[:, 2], y1[:, 2])
+    with pytest.raises(ValueError, match="subsampling factor"):
+        Conv2dSubsampling(N_MELS, 16, 4, factor=6)
 
 
 @pytest.mark.parametrize("encoder", list(ENCODERS))
@@ -194,11 +213,12 @@ def test_too_short_inputs():
         ({"decoder_layers": 0, "ctc_weight": 0.3}, "model.ctc_weight"),
         ({"ctc_weight": 1.5}, "model.ctc_weight"),
         ({"conv_kernel": 4}, "model.conv_kernel"),
+        ({"subsampling": 6}, "model.subsampling"),
     ],
 )
 def test_bad_configs_raise_config_errors(changes, field):
     with pytest.raises(ConfigError, match=field):
-        build_model(dataclasses.replace(TINY, **changes), N_MELS, VOCAB, normalize=nn.Identity())
+        build_model(dataclasses.replace(TINY, **changes), N_MELS, VOCAB, normalize=GlobalCMVN(N_MELS))
 
 
 def test_tiny_model_overfits_a_tiny_batch():
@@ -233,8 +253,8 @@ def _cpu_sdpa_flops(query, key, value, *args, **kwargs):
 
 @pytest.mark.parametrize("encoder, ctc_weight", [("conformer", 0.3), ("transformer", 0.3), ("conformer", 1.0)])
 def test_count_flops_matches_flop_counter(encoder, ctc_weight):
-    cfg = dataclasses.replace(TINY, encoder=encoder, ctc_weight=ctc_weight)
-    model = build_model(cfg, N_MELS, VOCAB, normalize=nn.Identity())
+    cfg = dataclasses.replace(TINY, encoder=encoder, ctc_weight=ctc_weight, subsampling=8 if ctc_weight == 1.0 else 4)
+    model = build_model(cfg, N_MELS, VOCAB, normalize=GlobalCMVN(N_MELS))
     B, T, L = 2, 64, 7
     feats, feat_lens, ys, ys_lens = batch(lens=(T, T), ys_lens=(L, L))
     mapping = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}

@@ -48,12 +48,16 @@ class ModelConfig:
     encoder_layers: int = 6
     ff_dim: int = 576
     conv_kernel: int = 15  # conformer depthwise convolution
+    subsampling: int = 4  # time subsampling of the front end: 4 (40 ms frames) | 8 (80 ms, about half the encoder cost)
     subsampling_channels: int = 144
     decoder_layers: int = 2  # 0: no attention decoder (CTC only)
     decoder_ff_dim: int = 576
     dropout: float = 0.1
     ctc_weight: float = 0.3  # loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE
     label_smoothing: float = 0.1
+    # Per-utterance normalization before global CMVN: none | level (subtract the mean log-mel: gain-invariant)
+    # | mean (subtract each bin's mean: also removes a fixed channel tilt). See ceasr.features.utterance_offset.
+    utterance_norm: str = "none"
 
 
 @dataclass(frozen=True)

@@ -168,20 +168,51 @@ class Fbank(nn.Module):
         return torch.gather(wave, 1, idx.reshape(wave.shape[0], -1)).reshape(wave.shape[0], n_frames, length)
 
 
-class GlobalCMVN(nn.Module):
-    """Global mean and variance normalization: ``(x - mean) * istd`` per feature bin.
+UTTERANCE_NORMS = ("none", "level", "mean")
 
-    ``mean`` and ``istd`` are persistent buffers, so they travel with the model weights.
+
+def utterance_offset(x: Tensor, x_lens: Tensor | None, mode: str) -> Tensor:
+    """What ``mode`` subtracts from each utterance of ``x`` (B, T, F): (B, 1, 1) for ``level``, (B, 1, F) for
+    ``mean``, a zero (1, 1, 1) for ``none``. Means are over the valid frames (all frames without ``x_lens``).
+
+    ``level``: the mean log-mel over frames and bins. A gain of g dB adds g·ln(10)/10 to every log-mel cell
+    (with dither 0), so subtracting this makes a model exactly gain-invariant. ``mean``: the per-bin mean
+    over frames (cepstral mean normalization in the log-mel domain), which also removes a fixed channel or
+    spectral tilt.
+    """
+    if mode == "none":
+        return x.new_zeros(1, 1, 1)
+    if mode not in UTTERANCE_NORMS:
+        raise ConfigError(f"model.utterance_norm: unknown {mode!r}; known: {', '.join(UTTERANCE_NORMS)}")
+    if x_lens is None:
+        x_lens = torch.full((x.shape[0],), x.shape[1], device=x.device)
+    valid = (torch.arange(x.shape[1], device=x.device)[None, :] < x_lens[:, None]).to(x.dtype)  # (B, T)
+    per_bin = (x * valid[..., None]).sum(dim=1, keepdim=True) / x_lens.clamp_min(1)[:, None, None]  # (B, 1, F)
+    return per_bin if mode == "mean" else per_bin.mean(dim=2, keepdim=True)
+
+
+class GlobalCMVN(nn.Module):
+    """Global mean and variance normalization: ``(x - offset - mean) * istd`` per feature bin.
+
+    ``offset`` is :func:`utterance_offset` of ``utterance`` (``none``: 0). ``mean`` and ``istd`` are
+    persistent buffers, so they travel with the model weights; they are statistics of training frames
+    after the offset is removed (:meth:`CmvnStats.update` with the same ``utterance``).
     """
 
-    def __init__(self, n_mels: int):
+    def __init__(self, n_mels: int, utterance: str = "none"):
         super().__init__()
+        utterance_offset(torch.zeros(1, 1, n_mels), None, utterance)  # validates the mode
+        self.utterance = utterance
         self.register_buffer("mean", torch.zeros(n_mels))
         self.register_buffer("istd", torch.ones(n_mels))
 
+    def shift(self, x: Tensor, x_lens: Tensor | None = None) -> Tensor:
+        """The raw-feature value that normalizes to 0 in each cell: ``offset + mean``, broadcastable to x."""
+        return utterance_offset(x, x_lens, self.utterance) + self.mean
+
     def forward(self, x: Tensor, x_lens: Tensor | None = None) -> Tensor:
         """``x`` (B, T, F) -> (B, T, F). With ``x_lens`` (B,), frames beyond each length stay zero."""
-        y = (x - self.mean) * self.istd
+        y = (x - self.shift(x, x_lens)) * self.istd
         if x_lens is not None:
             valid = torch.arange(x.shape[1], device=x.device)[None, :] < x_lens[:, None]  # (B, T)
             y = y * valid[..., None]
@@ -191,7 +222,8 @@ class GlobalCMVN(nn.Module):
 class CmvnStats:
     """Accumulates per-bin frame statistics (in float64) for :class:`GlobalCMVN`."""
 
-    def __init__(self, n_mels: int | None = None, std_floor: float = 1e-5):
+    def __init__(self, n_mels: int | None = None, std_floor: float = 1e-5, utterance: str = "none"):
+        self.utterance = utterance
         self.count = 0
         self.sum = None if n_mels is None else torch.zeros(n_mels, dtype=torch.float64)
         self.sum_sq = None if n_mels is None else torch.zeros(n_mels, dtype=torch.float64)
@@ -202,6 +234,7 @@ class CmvnStats:
         feats = torch.as_tensor(feats).detach().to("cpu", torch.float64)
         if feats.dim() != 2:
             raise ValueError(f"CmvnStats.update expects (T, F), got shape {tuple(feats.shape)}")
+        feats = feats - utterance_offset(feats[None], None, self.utterance)[0]
         if self.sum is None:
             self.sum = torch.zeros(feats.shape[1], dtype=torch.float64)
             self.sum_sq = torch.zeros(feats.shape[1], dtype=torch.float64)
@@ -225,15 +258,15 @@ class CmvnStats:
     def to_module(self) -> GlobalCMVN:
         """A :class:`GlobalCMVN` holding these statistics."""
         mean = self.mean  # raises when nothing was accumulated
-        cmvn = GlobalCMVN(mean.shape[0])
+        cmvn = GlobalCMVN(mean.shape[0], self.utterance)
         cmvn.mean.copy_(mean.float())
         cmvn.istd.copy_((1.0 / self.std).float())
         return cmvn
 
 
-def compute_cmvn(feature_iterable: Iterable[Tensor]) -> GlobalCMVN:
-    """Global CMVN from an iterable of per-utterance features, each (T, F)."""
-    stats = CmvnStats()
+def compute_cmvn(feature_iterable: Iterable[Tensor], utterance: str = "none") -> GlobalCMVN:
+    """Global CMVN (after removing each utterance's ``utterance`` offset) from per-utterance features (T, F)."""
+    stats = CmvnStats(utterance=utterance)
     for feats in feature_iterable:
         stats.update(feats)
     return stats.to_module()

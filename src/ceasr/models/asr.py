@@ -13,7 +13,7 @@ from ceasr.config import ModelConfig
 from ceasr.errors import CeasrError, ConfigError
 from ceasr.losses import cross_entropy, ctc_loss, hybrid_loss
 from ceasr.models.conformer import ConformerEncoder
-from ceasr.models.subsampling import Conv2dSubsampling4, subsampled_lengths
+from ceasr.models.subsampling import FACTORS, Conv2dSubsampling
 from ceasr.models.transformer import TransformerDecoder, TransformerEncoder, lengths_to_mask
 
 BLANK_ID, UNK_ID, SOS_ID, EOS_ID, IGNORE_ID = 0, 1, 2, 2, -1
@@ -36,7 +36,7 @@ class ASRModel(nn.Module):
     """Hybrid CTC/attention model built from parts.
 
     Args:
-        normalize: applied to features first, (B, T, F) -> (B, T, F) (e.g. global CMVN).
+        normalize: applied to features first, ``(x (B, T, F), x_lens (B,)) -> (B, T, F)`` (e.g. GlobalCMVN).
         embed: subsampling, ``(x, x_lens) -> (y, y_lens)``.
         encoder: ``(x, x_lens) -> (enc, enc_lens)`` on (B, T', D).
         ctc: Linear d_model -> vocabulary (the CTC head).
@@ -73,7 +73,8 @@ class ASRModel(nn.Module):
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats: (B, T, F), feat_lens: (B,) -> enc: (B, T', D) (padding zeroed), enc_lens: (B,).
 
-        T' = ((T - 1) // 2 - 1) // 2. Utterances shorter than 7 frames get 0 encoder frames; a batch whose
+        T' = subsampled_lengths(T, factor) (4x: ((T - 1) // 2 - 1) // 2). Utterances shorter than the front end's
+        ``min_frames`` (7 for 4x) get 0 encoder frames; a batch whose
         longest input is that short cannot be encoded at all and raises CeasrError.
         """
         min_frames = getattr(self.embed, "min_frames", 1)
@@ -81,7 +82,7 @@ class ASRModel(nn.Module):
             raise CeasrError(
                 f"input of {feats.size(1)} frames is shorter than the {min_frames} frames the model needs"
             )
-        x, x_lens = self.embed(self.normalize(feats), feat_lens)
+        x, x_lens = self.embed(self.normalize(feats, feat_lens), feat_lens)
         return self.encoder(x, x_lens)
 
     def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
@@ -170,6 +171,8 @@ def _check(cfg: ModelConfig, vocab_size: int) -> None:
         raise ConfigError("model.ctc_weight: must be 1 when model.decoder_layers is 0 (no decoder)")
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise ConfigError(f"model.label_smoothing: must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.subsampling not in FACTORS:
+        raise ConfigError(f"model.subsampling: must be one of {FACTORS}, got {cfg.subsampling}")
     if vocab_size < 3:
         raise ConfigError(f"vocabulary of {vocab_size} tokens: needs blank, unk and sos/eos (ids 0-2)")
 
@@ -183,7 +186,7 @@ def build_model(
     if normalize is None:
         from ceasr.features import GlobalCMVN  # features are an earlier stage; imported only when needed
 
-        normalize = GlobalCMVN(n_mels)
+        normalize = GlobalCMVN(n_mels, cfg.utterance_norm)
     decoder = None
     if cfg.decoder_layers > 0:
         decoder = TransformerDecoder(
@@ -191,7 +194,7 @@ def build_model(
         )
     return ASRModel(
         normalize=normalize,
-        embed=Conv2dSubsampling4(n_mels, cfg.d_model, cfg.subsampling_channels),
+        embed=Conv2dSubsampling(n_mels, cfg.d_model, cfg.subsampling_channels, cfg.subsampling),
         encoder=ENCODERS[cfg.encoder](cfg),
         ctc=nn.Linear(cfg.d_model, vocab_size),
         decoder=decoder,
@@ -225,9 +228,13 @@ def count_flops(
     forward + backward), which is what MFU needs.
     """
     c, d, v = cfg.subsampling_channels, cfg.d_model, vocab_size
-    t1, f1 = (T - 1) // 2, (n_mels - 1) // 2  # after the first stride-2 conv
-    t2, f2 = subsampled_lengths(T), subsampled_lengths(n_mels)
-    flops = 2 * B * (t1 * f1 * c * 9 + t2 * f2 * c * c * 9 + t2 * c * f2 * d)  # subsampling
+    t2, f2 = T, n_mels
+    flops = 0
+    for i in range(cfg.subsampling.bit_length() - 1):  # the stride-2 convolutions
+        t2, f2 = (t2 - 1) // 2, (f2 - 1) // 2
+        flops += 2 * B * t2 * f2 * c * (1 if i == 0 else c) * 9
+    t2, f2 = max(t2, 0), max(f2, 0)
+    flops += 2 * B * t2 * c * f2 * d  # the Linear to d_model
     flops += cfg.encoder_layers * _encoder_layer_flops(cfg, B, t2)
     if cfg.ctc_weight > 0.0:
         flops += 2 * B * t2 * d * v

@@ -12,7 +12,7 @@ from torch import nn
 from ceasr.config import ModelConfig
 from ceasr.errors import ConfigError
 from ceasr.models.asr import ENCODERS
-from ceasr.models.subsampling import Conv2dSubsampling4
+from ceasr.models.subsampling import Conv2dSubsampling
 from ceasr.models.transformer import lengths_to_mask
 
 
@@ -20,7 +20,7 @@ class UtteranceClassifier(nn.Module):
     """Composed from parts, like :class:`ceasr.models.asr.ASRModel`.
 
     Args:
-        normalize: (B, T, F) -> (B, T, F), e.g. ``GlobalCMVN``.
+        normalize: ``(x (B, T, F), x_lens (B,)) -> (B, T, F)``, e.g. ``GlobalCMVN``.
         embed: subsampling ``(x, x_lens) -> (y, y_lens)`` to d_model.
         encoder: ``(x, x_lens) -> (enc, enc_lens)`` on (B, T', D).
         out: Linear D -> number of classes.
@@ -33,7 +33,7 @@ class UtteranceClassifier(nn.Module):
 
     def pool(self, x: torch.Tensor, x_lens: torch.Tensor) -> torch.Tensor:
         """x: (B, T, F), x_lens: (B,) -> the mean of the valid encoder frames, (B, D)."""
-        enc, enc_lens = self.encoder(*self.embed(self.normalize(x), x_lens))  # (B, T', D), (B,)
+        enc, enc_lens = self.encoder(*self.embed(self.normalize(x, x_lens), x_lens))  # (B, T', D), (B,)
         mask = lengths_to_mask(enc_lens, enc.size(1)).unsqueeze(-1).to(enc.dtype)  # (B, T', 1)
         return (enc * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
@@ -53,10 +53,10 @@ def build_classifier(
     if normalize is None:
         from ceasr.features import GlobalCMVN
 
-        normalize = GlobalCMVN(n_mels)
+        normalize = GlobalCMVN(n_mels, cfg.utterance_norm)
     return UtteranceClassifier(
         normalize,
-        Conv2dSubsampling4(n_mels, cfg.d_model, cfg.subsampling_channels),
+        Conv2dSubsampling(n_mels, cfg.d_model, cfg.subsampling_channels, cfg.subsampling),
         ENCODERS[cfg.encoder](cfg),
         nn.Linear(cfg.d_model, num_classes),
     )

@@ -303,10 +303,10 @@ def _forward(run: Run, batch: Batch, step: int, index: int, norm: float):
     if run.feat_aug is not None:
         feats = run.feat_aug(feats, batch.feat_lens, generator=generator)
     if run.spec is not None:
-        # Masked cells become the CMVN mean, i.e. 0 after the model's normalization (SpecAugment's intent);
+        # Masked cells become the value the model's normalization maps to 0 (SpecAugment's intent);
         # padding stays exactly 0 since (0 - m) + m == 0.
-        mean = run.model.normalize.mean
-        feats = run.spec(feats - mean, batch.feat_lens, generator=generator) + mean
+        shift = run.model.normalize.shift(feats, batch.feat_lens)
+        feats = run.spec(feats - shift, batch.feat_lens, generator=generator) + shift
     return run.net(feats, batch.feat_lens, batch.ys, batch.ys_lens, norm=norm)
 
 

@@ -104,10 +104,11 @@ def build_dataset(rows, tokenizer, cfg: ExperimentConfig, min_frames: int, progr
 
 
 def fill_cmvn(model: torch.nn.Module, feats: list[torch.Tensor]) -> None:
-    """Set ``model.normalize`` (GlobalCMVN) to the mean and inverse std of all training frames."""
+    """Set ``model.normalize`` (GlobalCMVN) to the mean and inverse std of all training frames (after its
+    per-utterance offset)."""
     from ceasr.features import compute_cmvn
 
-    cmvn = compute_cmvn(feats)
+    cmvn = compute_cmvn(feats, model.normalize.utterance)
     with torch.no_grad():
         model.normalize.mean.copy_(cmvn.mean)
         model.normalize.istd.copy_(cmvn.istd)

@@ -40,13 +40,13 @@ class Prepared:
 
 def prepare(cfg: ExperimentConfig, rows: list[Utterance], progress: bool = True) -> Prepared:
     """Train the tokenizer on ``rows`` (normalized texts) and featurize them once for all trials."""
-    from ceasr.models.subsampling import Conv2dSubsampling4
+    from ceasr.models.subsampling import min_frames
     from ceasr.text.normalize import normalize
     from ceasr.text.tokenizer import train_tokenizer
     from ceasr.train.prepare import build_dataset
 
     tokenizer = train_tokenizer(cfg.tokenizer, [normalize(u.text, u.lang) for u in rows])
-    dataset, skipped = build_dataset(rows, tokenizer, cfg, Conv2dSubsampling4.min_frames, progress)
+    dataset, skipped = build_dataset(rows, tokenizer, cfg, min_frames(cfg.model.subsampling), progress)
     if len(dataset) == 0:
         raise CeasrError("no usable utterances (every one was unreadable or too short)")
     return Prepared(cfg, tokenizer, dataset, skipped)
@@ -107,10 +107,10 @@ def asr_evaluate(wer: str = "end") -> Evaluate:
 
 def featurize(prepared: Prepared, rows: list[Utterance], progress: bool = True) -> AsrDataset:
     """Cached features of more rows (e.g. a dev set) with the prepared tokenizer."""
-    from ceasr.models.subsampling import Conv2dSubsampling4
+    from ceasr.models.subsampling import min_frames
     from ceasr.train.prepare import build_dataset
 
-    return build_dataset(rows, prepared.tokenizer, prepared.cfg, Conv2dSubsampling4.min_frames, progress)[0]
+    return build_dataset(rows, prepared.tokenizer, prepared.cfg, min_frames(prepared.cfg.model.subsampling), progress)[0]
 
 
 def short_run(

@@ -163,12 +163,12 @@ def _commands(rows: list[Utterance], tokenizer) -> list[Utterance]:
 
 
 def _prepare_with(cfg, tokenizer, rows) -> Prepared:
-    from ceasr.models.subsampling import Conv2dSubsampling4
+    from ceasr.models.subsampling import min_frames
     from ceasr.train.prepare import build_dataset
 
     if not rows:
         raise CeasrError("study losses: no training row says one of the command phrases of the default domain")
-    dataset, skipped = build_dataset(rows, tokenizer, cfg, Conv2dSubsampling4.min_frames, True)
+    dataset, skipped = build_dataset(rows, tokenizer, cfg, min_frames(cfg.model.subsampling), True)
     return Prepared(cfg, tokenizer, dataset, skipped)
 
 
