@@ -30,12 +30,12 @@ from ceasr.data.dataset import AsrDataset, AugmentedDataset, Batch, collate
 from ceasr.data.feat_augment import FeatAugment
 from ceasr.data.manifest import Utterance
 from ceasr.data.sampler import DurationBucketSampler
-from ceasr.errors import CeasrError, ConfigError
+from ceasr.errors import CeasrError
 from ceasr.train import checkpoint as ckpt
 from ceasr.train import distributed
 from ceasr.train.monitor import Monitor
-from ceasr.train.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
-from ceasr.train.prepare import build_dataset, fill_cmvn, prepare_run
+from ceasr.train.optim import build_optimizer, build_scheduler
+from ceasr.train.prepare import build_dataset, check_train_config, fill_cmvn, prepare_run
 from ceasr.train.validate import evaluate_dev
 
 STAT_NAMES = ("loss", "ctc", "att", "att_acc")
@@ -130,7 +130,7 @@ def _setup(cfg, train_rows, dev_rows, out_dir: Path, resume: bool, d, progress: 
     """Config and tokenizer, datasets, then :func:`build_run`; resume state from the latest checkpoint."""
     from ceasr.models.asr import build_model
 
-    _check(cfg)
+    check_train_config(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg, tokenizer, latest = prepare_run(cfg, train_rows, out_dir, resume, d)
     _seed_everything(cfg.train.seed)
@@ -163,7 +163,7 @@ def build_run(
     from ceasr.features import SpecAugment
     from ceasr.models.asr import build_model
 
-    _check(cfg)
+    check_train_config(cfg)
     tc = cfg.train
     if model is None:
         _seed_everything(tc.seed)
@@ -442,19 +442,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _check(cfg: ExperimentConfig) -> None:
-    """Reject train settings that would only fail after the (slow) data preparation."""
-    tc = cfg.train
-    for field, name, known in (("optimizer", tc.optimizer, OPTIMIZERS), ("scheduler", tc.scheduler, SCHEDULERS)):
-        if name not in known:
-            raise ConfigError(f"train.{field}: unknown {name!r}; known: {', '.join(known)}")
-    if tc.best_by not in ("dev_loss", "wer"):
-        raise ConfigError(f"train.best_by: unknown {tc.best_by!r}; known: dev_loss, wer")
-    if tc.accum_steps < 1:
-        raise ConfigError(f"train.accum_steps: must be at least 1, got {tc.accum_steps}")
-    if tc.max_steps <= 0 and tc.max_epochs <= 0:
-        raise ConfigError("train: set train.max_steps or train.max_epochs above 0")
-    if tc.batch_seconds <= 0:
-        raise ConfigError(f"train.batch_seconds: must be positive, got {tc.batch_seconds}")

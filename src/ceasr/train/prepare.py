@@ -18,9 +18,10 @@ import torch
 from ceasr.config import ExperimentConfig, from_dict, save_json
 from ceasr.data.dataset import AsrDataset
 from ceasr.data.manifest import Utterance
-from ceasr.errors import CeasrError
+from ceasr.errors import CeasrError, ConfigError
 from ceasr.train.checkpoint import latest_checkpoint, list_checkpoints
 from ceasr.train.distributed import Dist, barrier
+from ceasr.train.optim import OPTIMIZERS, SCHEDULERS
 
 CONFIG, TOKENIZER = "config.json", "tokenizer"
 
@@ -112,3 +113,19 @@ def fill_cmvn(model: torch.nn.Module, feats: list[torch.Tensor]) -> None:
     with torch.no_grad():
         model.normalize.mean.copy_(cmvn.mean)
         model.normalize.istd.copy_(cmvn.istd)
+
+
+def check_train_config(cfg: ExperimentConfig) -> None:
+    """Reject train settings that would only fail after the (slow) data preparation."""
+    tc = cfg.train
+    for field, name, known in (("optimizer", tc.optimizer, OPTIMIZERS), ("scheduler", tc.scheduler, SCHEDULERS)):
+        if name not in known:
+            raise ConfigError(f"train.{field}: unknown {name!r}; known: {', '.join(known)}")
+    if tc.best_by not in ("dev_loss", "wer"):
+        raise ConfigError(f"train.best_by: unknown {tc.best_by!r}; known: dev_loss, wer")
+    if tc.accum_steps < 1:
+        raise ConfigError(f"train.accum_steps: must be at least 1, got {tc.accum_steps}")
+    if tc.max_steps <= 0 and tc.max_epochs <= 0:
+        raise ConfigError("train: set train.max_steps or train.max_epochs above 0")
+    if tc.batch_seconds <= 0:
+        raise ConfigError(f"train.batch_seconds: must be positive, got {tc.batch_seconds}")

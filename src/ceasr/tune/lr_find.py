@@ -118,7 +118,6 @@ def lr_find(
     from ceasr.train.loop import build_run, run_steps
     from ceasr.train.monitor import Monitor
 
-    lr_values = exp_lrs(lo, hi, steps)
     train_cfg = dataclasses.replace(
         cfg.train, lr=lo, max_steps=steps, scheduler="constant", warmup_steps=0, num_buckets=1,
         checkpoint_every=0, max_bad_steps=steps + 1,
