@@ -13,7 +13,7 @@ from ceasr.config import ModelConfig
 from ceasr.errors import CeasrError, ConfigError
 from ceasr.losses import cross_entropy, ctc_loss, hybrid_loss
 from ceasr.models.conformer import ConformerEncoder
-from ceasr.models.subsampling import FACTORS, Conv2dSubsampling
+from ceasr.models.subsampling import FACTORS, Conv2dSubsampling, n_convs
 from ceasr.models.transformer import TransformerDecoder, TransformerEncoder, lengths_to_mask
 
 BLANK_ID, UNK_ID, SOS_ID, EOS_ID, IGNORE_ID = 0, 1, 2, 2, -1
@@ -230,7 +230,7 @@ def count_flops(
     c, d, v = cfg.subsampling_channels, cfg.d_model, vocab_size
     t2, f2 = T, n_mels
     flops = 0
-    for i in range(cfg.subsampling.bit_length() - 1):  # the stride-2 convolutions
+    for i in range(n_convs(cfg.subsampling)):  # the stride-2 convolutions
         t2, f2 = (t2 - 1) // 2, (f2 - 1) // 2
         flops += 2 * B * t2 * f2 * c * (1 if i == 0 else c) * 9
     t2, f2 = max(t2, 0), max(f2, 0)

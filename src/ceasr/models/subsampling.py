@@ -15,17 +15,18 @@ def subsampled_lengths(lengths: torch.Tensor | int, factor: int = 4) -> torch.Te
     :func:`min_frames` give 0 (clamped, so the result is never negative).
     """
     out = lengths
-    for _ in range(_n_convs(factor)):
+    for _ in range(n_convs(factor)):
         out = (out - 1) // 2
     return out.clamp(min=0) if isinstance(out, torch.Tensor) else max(out, 0)
 
 
 def min_frames(factor: int = 4) -> int:
     """The shortest input that yields one output frame: 7 for 4x, 15 for 8x."""
-    return 2 ** (_n_convs(factor) + 1) - 1
+    return 2 ** (n_convs(factor) + 1) - 1
 
 
-def _n_convs(factor: int) -> int:
+def n_convs(factor: int) -> int:
+    """How many stride-2 convolutions make ``factor``: 2 for 4x, 3 for 8x."""
     if factor not in FACTORS:
         raise ValueError(f"subsampling factor must be one of {FACTORS}, got {factor}")
     return factor.bit_length() - 1
@@ -42,7 +43,7 @@ class Conv2dSubsampling(nn.Module):
         super().__init__()
         self.factor, self.min_frames = factor, min_frames(factor)
         layers: list[nn.Module] = []
-        for i in range(_n_convs(factor)):
+        for i in range(n_convs(factor)):
             layers += [nn.Conv2d(1 if i == 0 else channels, channels, kernel_size=3, stride=2), nn.ReLU()]
         self.conv = nn.Sequential(*layers)
         self.out = nn.Linear(channels * subsampled_lengths(n_mels, factor), d_model)
