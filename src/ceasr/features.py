@@ -180,15 +180,24 @@ def utterance_offset(x: Tensor, x_lens: Tensor | None, mode: str) -> Tensor:
     over frames (cepstral mean normalization in the log-mel domain), which also removes a fixed channel or
     spectral tilt.
     """
-    if mode == "none":
+    if _check_mode(mode) == "none":
         return x.new_zeros(1, 1, 1)
-    if mode not in UTTERANCE_NORMS:
-        raise ConfigError(f"model.utterance_norm: unknown {mode!r}; known: {', '.join(UTTERANCE_NORMS)}")
     if x_lens is None:
         x_lens = torch.full((x.shape[0],), x.shape[1], device=x.device)
-    valid = (torch.arange(x.shape[1], device=x.device)[None, :] < x_lens[:, None]).to(x.dtype)  # (B, T)
+    valid = _valid_frames(x, x_lens).to(x.dtype)  # (B, T)
     per_bin = (x * valid[..., None]).sum(dim=1, keepdim=True) / x_lens.clamp_min(1)[:, None, None]  # (B, 1, F)
     return per_bin if mode == "mean" else per_bin.mean(dim=2, keepdim=True)
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in UTTERANCE_NORMS:
+        raise ConfigError(f"model.utterance_norm: unknown {mode!r}; known: {', '.join(UTTERANCE_NORMS)}")
+    return mode
+
+
+def _valid_frames(x: Tensor, x_lens: Tensor) -> Tensor:
+    """(B, T) True where frame t of item b is within its length."""
+    return torch.arange(x.shape[1], device=x.device)[None, :] < x_lens[:, None]
 
 
 class GlobalCMVN(nn.Module):
@@ -201,8 +210,7 @@ class GlobalCMVN(nn.Module):
 
     def __init__(self, n_mels: int, utterance: str = "none"):
         super().__init__()
-        utterance_offset(torch.zeros(1, 1, n_mels), None, utterance)  # validates the mode
-        self.utterance = utterance
+        self.utterance = _check_mode(utterance)
         self.register_buffer("mean", torch.zeros(n_mels))
         self.register_buffer("istd", torch.ones(n_mels))
 
@@ -214,8 +222,7 @@ class GlobalCMVN(nn.Module):
         """``x`` (B, T, F) -> (B, T, F). With ``x_lens`` (B,), frames beyond each length stay zero."""
         y = (x - self.shift(x, x_lens)) * self.istd
         if x_lens is not None:
-            valid = torch.arange(x.shape[1], device=x.device)[None, :] < x_lens[:, None]  # (B, T)
-            y = y * valid[..., None]
+            y = y * _valid_frames(x, x_lens)[..., None]
         return y
 
 
