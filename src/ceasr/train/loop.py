@@ -36,6 +36,7 @@ from ceasr.train import distributed
 from ceasr.train.monitor import Monitor
 from ceasr.train.optim import build_optimizer, build_scheduler
 from ceasr.train.prepare import build_dataset, check_train_config, fill_cmvn, prepare_run
+from ceasr.train.saving import Progress, export, path_of, resume, save
 from ceasr.train.validate import evaluate_dev
 
 STAT_NAMES = ("loss", "ctc", "att", "att_acc")
@@ -54,20 +55,6 @@ class TrainResult:
     bad_steps: int  # steps skipped for a non-finite loss or gradient
     skipped_utterances: int  # training utterances unreadable or too short, reported when read
     seconds: float
-
-
-@dataclass
-class Progress:
-    """The loop's counters; all of it goes into every checkpoint's ``extra``."""
-
-    step: int = 0
-    epoch: int = 0
-    position: int = 0  # batches of the current epoch already consumed
-    bad_total: int = 0
-    bad_run: int = 0  # consecutive non-finite steps
-    best_dev_loss: float | None = None
-    best_dev_wer: float | None = None
-    best_value: float | None = None  # of cfg.train.best_by
 
 
 @dataclass
@@ -115,7 +102,7 @@ def train(
             _fit(run, monitor)
         finally:
             monitor.close()
-        model_dir = _export(run)
+        model_dir = export(run)
         s = run.state
         return TrainResult(
             steps=s.step, epochs=s.epoch, best_dev_loss=s.best_dev_loss, best_dev_wer=s.best_dev_wer,
@@ -181,7 +168,7 @@ def build_run(
     total_steps = tc.max_steps if tc.max_steps > 0 else math.ceil(len(sampler) / tc.accum_steps) * tc.max_epochs
     optimizer = build_optimizer(model, tc)
     scheduler = build_scheduler(optimizer, tc, total_steps)
-    state = _resume(latest, model, optimizer, scheduler) if latest is not None else Progress()
+    state = resume(latest, model, optimizer, scheduler) if latest is not None else Progress()
     sampler.load_state_dict({"epoch": state.epoch, "position": state.position})
     net = model
     if d.enabled:
@@ -211,11 +198,11 @@ def _fit(run: Run, monitor: Monitor) -> None:
     for event, _ in run_steps(run, monitor):
         if event == "epoch":
             improved = _end_of_epoch(run, monitor)
-            _save(run, best=improved)
+            save(run, best=improved)
         elif event == "step" and tc.checkpoint_every > 0 and state.step % tc.checkpoint_every == 0:
-            _save(run)
-    if run.d.is_main and ckpt.latest_checkpoint(run.out_dir) != _path_of(run.out_dir, state.step):
-        _save(run)  # the last step, unless a checkpoint of it exists already
+            save(run)
+    if run.d.is_main and ckpt.latest_checkpoint(run.out_dir) != path_of(run.out_dir, state.step):
+        save(run)  # the last step, unless a checkpoint of it exists already
 
 
 def run_steps(run: Run, monitor: Monitor):
@@ -397,45 +384,6 @@ def _end_of_epoch(run: Run, monitor: Monitor) -> bool:
         return False
     state.best_value, state.best_dev_loss, state.best_dev_wer = value, dev.loss, dev.wer
     return True
-
-
-def _path_of(out_dir: Path, step: int) -> Path:
-    return ckpt.checkpoint_dir(out_dir) / f"step-{step:08d}"
-
-
-def _save(run: Run, best: bool = False) -> None:
-    """Checkpoint (rank 0), mark it best if so, prune to the last ``max(keep_last, average_last)``."""
-    if not run.d.is_main:
-        return
-    state, tc = run.state, run.cfg.train
-    extra = {k: v for k, v in vars(state).items() if k not in ("step", "epoch", "position")}
-    sampler_state = {"epoch": state.epoch, "position": state.position}
-    path = ckpt.save_checkpoint(
-        run.out_dir, state.step, state.epoch, run.model, run.optimizer, run.scheduler, sampler_state, extra
-    )
-    if best:
-        ckpt.mark_best(run.out_dir, path, tc.best_by, state.best_value)
-    ckpt.prune(run.out_dir, max(tc.keep_last, tc.average_last))
-
-
-def _resume(path: Path, model, optimizer, scheduler) -> Progress:
-    saved = ckpt.load_checkpoint(path, model, optimizer, scheduler)
-    return Progress(
-        step=saved["step"], epoch=saved["epoch"], position=saved["sampler"]["position"], **saved["extra"]
-    )
-
-
-def _export(run: Run) -> Path:
-    """Average the last checkpoints into the model and write ``out_dir/model`` (rank 0); all ranks wait."""
-    from ceasr.modeldir import export_model
-
-    model_dir = run.out_dir / "model"
-    if run.d.is_main:
-        paths = ckpt.list_checkpoints(run.out_dir)[-max(run.cfg.train.average_last, 1) :]
-        run.model.load_state_dict(ckpt.average_checkpoints(paths))
-        export_model(run.model, run.cfg, run.tokenizer, model_dir)
-    distributed.barrier(run.d)
-    return model_dir
 
 
 def _seed_everything(seed: int) -> None:
