@@ -10,7 +10,15 @@ import torch
 
 from ceasr.config import FeatAugmentConfig, FeatureConfig
 from ceasr.data.augment import colored_noise
-from ceasr.data.feat_augment import FeatAugment, add_noise, apply_gain, mel_centers, warp_matrix
+from ceasr.data.feat_augment import (
+    FeatAugment,
+    add_noise,
+    apply_gain,
+    band_limit,
+    mel_centers,
+    passband_fraction,
+    warp_matrix,
+)
 from ceasr.errors import ConfigError
 from ceasr.features import Fbank, kaldi_mel_banks
 
@@ -66,6 +74,32 @@ def test_noise_mix_hits_the_snr_on_energies_and_matches_the_mixed_wave():
     assert float(got.sum() / want.sum()) == pytest.approx(1.0, abs=0.01)
 
 
+def test_band_limit_matches_the_filterbank_of_8khz_audio_resampled_to_16khz():
+    """Reference: white noise through soxr 16 kHz -> 8 kHz -> 16 kHz (passband to ~3.65 kHz, stopband from 4 kHz,
+    so the effective cut-off is ~3.8 kHz), as a narrowband voice or a telephone line reaches the model."""
+    import soxr
+
+    wave = 0.1 * colored_noise("white", 2 * SR, np.random.default_rng(0))
+    narrow = soxr.resample(soxr.resample(wave, SR, 8000), 8000, SR)[: len(wave)]
+    dry = fbank(wave)
+    got = band_limit(dry, passband_fraction(FEATS, 3800.0), stop_db=60.0)
+    change_db = lambda x: 10 * torch.log10(x.double().exp().mean(0) / dry.double().exp().mean(0))  # noqa: E731
+    want, ours = change_db(fbank(narrow)), change_db(got)
+    edges = kaldi_mel_banks(FEATS.n_mels, 512, SR, FEATS.low_freq, FEATS.high_freq)
+    freqs = torch.arange(edges.shape[0], dtype=torch.float64) * SR / 512
+    lowest = torch.stack([freqs[edges[:, m] > 0].min() for m in range(FEATS.n_mels)])
+    highest = torch.stack([freqs[edges[:, m] > 0].max() for m in range(FEATS.n_mels)])
+    below, above = highest < 3600, lowest > 4100
+    straddle = ~below & ~above & (lowest < 3800)
+    assert below.sum() > 50 and above.sum() > 15 and straddle.sum() >= 2
+    assert float(want[below].abs().max()) < 0.01 and float(ours[below].abs().max()) < 0.01  # passband untouched
+    assert float((ours[straddle] - want[straddle]).abs().max()) < 1.5  # the filter's edge, bin by bin
+    assert float(want[above].max()) < -55 and float(ours[above].max()) < -55  # the stopband: gone in both
+    # The fraction is a closed form: a cut-off above the top frequency passes everything, 0 Hz nothing.
+    torch.testing.assert_close(passband_fraction(FEATS, 9000.0), torch.ones(FEATS.n_mels, dtype=torch.float64))
+    torch.testing.assert_close(passband_fraction(FEATS, 0.0), torch.zeros(FEATS.n_mels, dtype=torch.float64))
+
+
 def test_warp_of_unit_factor_is_identity():
     c = mel_centers(FEATS)
     torch.testing.assert_close(warp_matrix(c, 1.0, SR / 2), torch.eye(FEATS.n_mels))
@@ -97,7 +131,7 @@ def batch_of(*waves: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def everything(**kw) -> FeatAugmentConfig:
-    return FeatAugmentConfig(enabled=True, warp_prob=1.0, noise_prob=1.0, gain_prob=1.0, **kw)
+    return FeatAugmentConfig(enabled=True, warp_prob=1.0, noise_prob=1.0, gain_prob=1.0, bandlimit_prob=1.0, **kw)
 
 
 def test_augment_is_seeded_and_leaves_padding_alone():
@@ -144,6 +178,7 @@ def test_babble_adds_the_other_utterances_energy():
     (dict(noise_kinds="white,rain"), "rain"),
     (dict(warp=(1.1, 0.9)), "warp"),
     (dict(snr_db=(20.0, 5.0)), "snr_db"),
+    (dict(bandlimit_hz=(7000.0, 3400.0)), "bandlimit_hz"),
 ])
 def test_bad_settings_are_named(bad, match):
     with pytest.raises(ConfigError, match=match):

@@ -126,6 +126,10 @@ class FeatAugmentConfig:
     snr_db: tuple[float, float] = (0.0, 30.0)  # on filterbank energies
     gain_prob: float = 0.0
     gain_db: tuple[float, float] = (-30.0, 6.0)
+    # Narrowband audio (8 kHz telephone or TTS voices resampled to 16 kHz): nothing above a cut-off frequency.
+    bandlimit_prob: float = 0.0
+    bandlimit_hz: tuple[float, float] = (3400.0, 7000.0)  # cut-off frequency
+    bandlimit_stop_db: tuple[float, float] = (40.0, 70.0)  # attenuation above it
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Augmentation of log-mel features inside the training step: vocal tract length warping, noise, gain.
+"""Augmentation of log-mel features inside the training step: vocal tract length warping, band limiting,
+reverberation, noise, gain.
 
 Waveform augmentation (:mod:`ceasr.data.augment`) is exact but needs each item's audio and a new filterbank
 pass, in DataLoader workers that take cores from training on a small CPU. The same effects, exactly or in
@@ -22,8 +23,13 @@ elementwise ops and one small matrix product:
   warp), i.e. each mel bin resampled at the source frequency of its centre, linearly between neighbouring
   bins' log energies. Formants move as if the vocal tract were ``1/alpha`` as long: new timbres, which a
   corpus with few natural speakers lacks.
+- **band limiting**: audio sampled at 8 kHz (a telephone line, a narrowband TTS voice) and resampled to
+  16 kHz has nothing above ~4 kHz. A low-pass at ``c`` Hz passes the fraction ``p_m`` of mel bin ``m``'s
+  filter weight that lies below ``c`` and attenuates the rest by ``s`` dB: ``x + log(p_m + 10**(-s/10))``
+  (exact for a spectrum flat within each filter and an ideal filter).
 
-Order per item: warp (the voice), reverberation (the room), noise, gain (the microphone). Padding frames
+Order per item: warp (the voice), band limit (the channel), reverberation (the room), noise, gain (the
+microphone). Padding frames
 stay 0. Each item's draws come from the caller's ``torch.Generator``, so a step's augmentation is fixed by
 its seed.
 """
@@ -39,7 +45,7 @@ from torch import Tensor
 from ceasr.config import FeatAugmentConfig, FeatureConfig
 from ceasr.data.augment import NOISE_COLORS, colored_noise, split_kinds
 from ceasr.errors import ConfigError
-from ceasr.features import _EPS, Fbank, mel_scale
+from ceasr.features import _EPS, Fbank, kaldi_mel_banks, mel_scale
 
 LOG_FLOOR = math.log(_EPS)
 NOISE_SECONDS = 10.0  # of each colour in the bank; items longer than that loop it
@@ -77,6 +83,22 @@ def warp_matrix(centers: Tensor, alpha: float, top: float) -> Tensor:
     return w.float()
 
 
+def passband_fraction(cfg: FeatureConfig, cutoff_hz: float) -> Tensor:
+    """(n_mels,) float64: the fraction of each mel filter's weight on FFT bins below ``cutoff_hz``."""
+    n_fft = 1 << (int(cfg.sample_rate * cfg.frame_length_ms * 0.001) - 1).bit_length()
+    weights = kaldi_mel_banks(cfg.n_mels, n_fft, cfg.sample_rate, cfg.low_freq, cfg.high_freq)  # (K, F)
+    freqs = torch.arange(weights.shape[0], dtype=torch.float64) * (cfg.sample_rate / n_fft)
+    below = weights[freqs < cutoff_hz].sum(0)
+    return below / weights.sum(0).clamp_min(1e-12)
+
+
+def band_limit(feats: Tensor, passed: Tensor, stop_db: float) -> Tensor:
+    """Log-mel (T, F) of the wave low-passed: bin ``m`` keeps ``passed[m]`` of its energy, the rest falls by
+    ``stop_db`` dB; floored where the filterbank floors."""
+    gain = torch.log(passed + 10 ** (-stop_db / 10)).to(feats)
+    return (feats + gain).clamp_min(LOG_FLOOR)
+
+
 class FeatAugment:
     """Applies a :class:`~ceasr.config.FeatAugmentConfig` to raw (un-normalized) log-mel batches."""
 
@@ -86,14 +108,14 @@ class FeatAugment:
         if unknown or (cfg.noise_prob > 0 and not kinds):
             raise ConfigError(f"feat_augment.noise_kinds: unknown {', '.join(unknown) or '(none given)'}; "
                               f"known: {', '.join((*NOISE_COLORS, 'babble'))}")
-        for name in ("warp", "rt60", "drr_db", "snr_db", "gain_db"):
+        for name in ("warp", "rt60", "drr_db", "snr_db", "gain_db", "bandlimit_hz", "bandlimit_stop_db"):
             low, high = getattr(cfg, name)
             if low > high:
                 raise ConfigError(f"feat_augment.{name}: low {low} > high {high}")
         for name in ("warp", "rt60"):
             if getattr(cfg, name)[0] <= 0:
                 raise ConfigError(f"feat_augment.{name}: must be > 0, got {getattr(cfg, name)[0]}")
-        self.cfg, self.kinds = cfg, kinds
+        self.cfg, self.kinds, self.features = cfg, kinds, features
         self.centers = mel_centers(features)
         self.hop = features.frame_shift_ms / 1000
         self.top = top_freq(features)
@@ -111,7 +133,7 @@ class FeatAugment:
         cfg = self.cfg
         B, T, _ = x.shape
         lens = lens.detach().to("cpu", torch.int64)
-        u = torch.rand(B, 10, generator=generator, dtype=torch.float64)  # fixed draws per item, in order
+        u = torch.rand(B, 13, generator=generator, dtype=torch.float64)  # fixed draws per item, in order
         out = x.clone()
         for b in range(B):
             n = int(lens[b])
@@ -121,6 +143,9 @@ class FeatAugment:
             if u[b, 0] < cfg.warp_prob:
                 alpha = _between(cfg.warp, u[b, 1])
                 item = item @ warp_matrix(self.centers, alpha, self.top).to(item)
+            if u[b, 10] < cfg.bandlimit_prob:
+                passed = passband_fraction(self.features, _between(cfg.bandlimit_hz, u[b, 11]))
+                item = band_limit(item, passed, _between(cfg.bandlimit_stop_db, u[b, 12]))
             if u[b, 7] < cfg.reverb_prob:
                 item = reverberate(item, _between(cfg.rt60, u[b, 8]), _between(cfg.drr_db, u[b, 9]), self.hop)
             if u[b, 2] < cfg.noise_prob:
