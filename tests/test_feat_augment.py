@@ -15,6 +15,7 @@ from ceasr.data.feat_augment import (
     add_noise,
     apply_gain,
     band_limit,
+    deemphasis_weights,
     mel_centers,
     passband_fraction,
     warp_matrix,
@@ -72,6 +73,26 @@ def test_noise_mix_hits_the_snr_on_energies_and_matches_the_mixed_wave():
     ratio = got.mean(0) / want.mean(0)
     assert torch.all((ratio - 1).abs() < 0.08), ratio
     assert float(got.sum() / want.sum()) == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("color, tolerance_db", [("white", 1.0), ("pink", 3.0)])
+def test_weighted_noise_mix_hits_the_waveform_snr(color, tolerance_db):
+    """With the preemphasis undone, the SNR set on energies is the SNR of the waves (the reference: the power of
+    the speech wave over that of the noise wave scaled by sqrt(a)); on the raw energies it is not for white.
+    Pink noise has power below the filterbank's 20 Hz edge and in each frame's DC offset, which the wave counts
+    and the energies do not: its waveform SNR comes out lower, by 2.5 dB here."""
+    n, snr = 4 * SR, 10.0
+    wave, wave_noise = speechlike(seconds=4), colored_noise(color, n, np.random.default_rng(1))
+    speech, noise = fbank(wave), fbank(wave_noise)
+    weights = deemphasis_weights(FEATS)
+    mixed = add_noise(speech, noise, snr, weights)
+    a = float(((mixed.double().exp() - speech.double().exp()).sum(-1).mean()) / noise.double().exp().sum(-1).mean())
+    waveform_snr = 10 * math.log10(float(np.mean(wave.astype(np.float64) ** 2)) / (a * np.mean(wave_noise**2)))
+    assert waveform_snr == pytest.approx(snr, abs=tolerance_db)
+    if color == "white":  # the unweighted measure puts white noise ~10 dB too weak for this speech
+        raw = add_noise(speech, noise, snr)
+        a_raw = float(((raw.double().exp() - speech.double().exp()).sum(-1).mean()) / noise.double().exp().sum(-1).mean())
+        assert 10 * math.log10(a / a_raw) > 5.0
 
 
 def test_band_limit_matches_the_filterbank_of_8khz_audio_resampled_to_16khz():
@@ -170,7 +191,8 @@ def test_babble_adds_the_other_utterances_energy():
     out = FeatAugment(cfg, FEATS)(x, lens, torch.Generator().manual_seed(0))
     added = out[0].double().exp() - x[0].double().exp()
     assert float(added.min()) >= -1e-3 * float(x[0].double().exp().max())  # energy only ever added
-    snr = 10 * math.log10(float(x[0].double().exp().sum(-1).mean() / added.sum(-1).mean()))
+    w = deemphasis_weights(FEATS)  # the SNR is measured with the preemphasis undone
+    snr = 10 * math.log10(float((x[0].double().exp() * w).sum(-1).mean() / (added * w).sum(-1).mean()))
     assert snr == pytest.approx(0.0, abs=0.01)
 
 

@@ -123,7 +123,7 @@ class FeatAugmentConfig:
     drr_db: tuple[float, float] = (0.0, 10.0)  # direct-to-reverberant ratio
     noise_prob: float = 0.0
     noise_kinds: str = "white,pink,brown,babble"  # babble: other utterances of the batch
-    snr_db: tuple[float, float] = (0.0, 30.0)  # on filterbank energies
+    snr_db: tuple[float, float] = (0.0, 30.0)  # on filterbank energies with the preemphasis undone (~ the waves')
     gain_prob: float = 0.0
     gain_db: tuple[float, float] = (-30.0, 6.0)
     # Narrowband audio (8 kHz telephone or TTS voices resampled to 16 kHz): nothing above a cut-off frequency.

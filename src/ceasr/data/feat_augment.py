@@ -11,9 +11,11 @@ elementwise ops and one small matrix product:
 - **additive noise**: energies of uncorrelated signals add in expectation, so the mixture is
   ``logaddexp(x, n + log a)`` (lhotse mixes precomputed features the same way). ``n`` is the log-mel of
   unit-RMS white, pink or brown noise computed once per :class:`FeatAugment`, or babble: the summed energies
-  of other utterances of the batch. ``a`` sets the SNR measured on the energies, ``mean_t sum_f E_speech``
-  over ``mean_t sum_f E_noise`` (the filterbank's preemphasis and mel weights make it differ by a few dB
-  from the waveform SNR of :func:`ceasr.data.augment.mix_at_snr`).
+  of other utterances of the batch. ``a`` sets the SNR measured on the energies with the filterbank's
+  preemphasis undone (each bin divided by the preemphasis power gain averaged over its filter),
+  ``mean_t sum_f E_speech / h_f`` over ``mean_t sum_f E_noise / h_f``: within ~1 dB of the waveform SNR of
+  :func:`ceasr.data.augment.mix_at_snr` (and of ``ceasr evaluate --snr``) for white and pink noise. On the
+  preemphasized energies themselves white noise at 10 dB waveform SNR would measure about -2 dB.
 - **reverberation** in the energy domain: each bin's energies convolved along time with the energy envelope
   of :func:`ceasr.data.augment.synthetic_rir` (a direct path of 1, then a tail whose energy falls 60 dB in
   RT60 and sums to ``10**(-drr/10)``), frame by frame, then rescaled to the input's mean energy as
@@ -92,6 +94,18 @@ def passband_fraction(cfg: FeatureConfig, cutoff_hz: float) -> Tensor:
     return below / weights.sum(0).clamp_min(1e-12)
 
 
+def deemphasis_weights(cfg: FeatureConfig) -> Tensor:
+    """(n_mels,) float64: ``1 / h_m``, ``h_m`` the preemphasis power gain ``|1 - p e^{-jw}|^2`` averaged over
+    mel filter ``m``'s weights. Energies times these weights add up to (about) the power of the wave before
+    preemphasis."""
+    n_fft = 1 << (int(cfg.sample_rate * cfg.frame_length_ms * 0.001) - 1).bit_length()
+    weights = kaldi_mel_banks(cfg.n_mels, n_fft, cfg.sample_rate, cfg.low_freq, cfg.high_freq)  # (K, F)
+    omega = 2 * math.pi * torch.arange(weights.shape[0], dtype=torch.float64) / n_fft
+    p = cfg.preemphasis
+    gain = 1 + p * p - 2 * p * torch.cos(omega)  # (K,)
+    return weights.sum(0) / (gain @ weights).clamp_min(1e-12)
+
+
 def band_limit(feats: Tensor, passed: Tensor, stop_db: float) -> Tensor:
     """Log-mel (T, F) of the wave low-passed: bin ``m`` keeps ``passed[m]`` of its energy, the rest falls by
     ``stop_db`` dB; floored where the filterbank floors."""
@@ -116,6 +130,7 @@ class FeatAugment:
             if getattr(cfg, name)[0] <= 0:
                 raise ConfigError(f"feat_augment.{name}: must be > 0, got {getattr(cfg, name)[0]}")
         self.cfg, self.kinds, self.features = cfg, kinds, features
+        self.snr_weights = deemphasis_weights(features)
         self.centers = mel_centers(features)
         self.hop = features.frame_shift_ms / 1000
         self.top = top_freq(features)
@@ -152,7 +167,7 @@ class FeatAugment:
                 kind = self.kinds[min(int(u[b, 3] * len(self.kinds)), len(self.kinds) - 1)]
                 noise = self._noise(kind, x, lens, b, n, generator)
                 if noise is not None:
-                    item = add_noise(item, noise, _between(cfg.snr_db, u[b, 4]))
+                    item = add_noise(item, noise, _between(cfg.snr_db, u[b, 4]), self.snr_weights)
             if u[b, 5] < cfg.gain_prob:
                 item = apply_gain(item, _between(cfg.gain_db, u[b, 6]))
             out[b, :n] = item
@@ -184,10 +199,12 @@ def loop_frames(feats: Tensor, start: int, n: int) -> Tensor:
     return feats[idx]
 
 
-def add_noise(speech: Tensor, noise: Tensor, snr_db: float) -> Tensor:
-    """Log-mel of speech + noise at ``snr_db`` measured on the filterbank energies (both (T, F), same T)."""
-    ps = speech.double().exp().sum(-1).mean()
-    pn = noise.double().exp().sum(-1).mean()
+def add_noise(speech: Tensor, noise: Tensor, snr_db: float, weights: Tensor | None = None) -> Tensor:
+    """Log-mel of speech + noise at ``snr_db`` measured on the filterbank energies (both (T, F), same T), each
+    bin weighted by ``weights`` (F,) when given (:func:`deemphasis_weights`: the SNR of the waves)."""
+    w = 1.0 if weights is None else weights.to(torch.float64)
+    ps = (speech.double().exp() * w).sum(-1).mean()
+    pn = (noise.double().exp() * w).sum(-1).mean()
     if ps <= 0 or pn <= 0:
         return speech
     log_scale = float(torch.log(ps / pn)) - snr_db * math.log(10) / 10
