@@ -68,6 +68,11 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: float, low_freq: float
     return torch.cat([weights, torch.zeros(1, n_mels, dtype=torch.float64)])  # (K + 1, n_mels)
 
 
+def fft_size(cfg: FeatureConfig) -> int:
+    """The FFT length of :class:`Fbank`: the frame length in samples rounded up to a power of two."""
+    return 1 << (int(cfg.sample_rate * cfg.frame_length_ms * 0.001) - 1).bit_length()
+
+
 class Fbank(nn.Module):
     """Kaldi-compatible log-mel filterbank, batched, on any device, free of numpy.
 
@@ -94,7 +99,7 @@ class Fbank(nn.Module):
         self.frame_shift = int(cfg.sample_rate * cfg.frame_shift_ms * 0.001)
         if self.frame_length < 2 or self.frame_shift < 1:
             raise ConfigError(f"features: frame length {self.frame_length} / shift {self.frame_shift} too short")
-        self.n_fft = 1 << (self.frame_length - 1).bit_length()
+        self.n_fft = fft_size(cfg)
         # Zero-padding the window to n_fft pads the frame in the same multiply.
         window = F.pad(WINDOWS[cfg.window](self.frame_length), (0, self.n_fft - self.frame_length))
         mel = kaldi_mel_banks(cfg.n_mels, self.n_fft, cfg.sample_rate, cfg.low_freq, cfg.high_freq)

@@ -38,6 +38,7 @@ its seed.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -47,7 +48,7 @@ from torch import Tensor
 from ceasr.config import FeatAugmentConfig, FeatureConfig
 from ceasr.data.augment import NOISE_COLORS, colored_noise, split_kinds
 from ceasr.errors import ConfigError
-from ceasr.features import _EPS, Fbank, kaldi_mel_banks, mel_scale
+from ceasr.features import _EPS, Fbank, fft_size, kaldi_mel_banks, mel_scale
 
 LOG_FLOOR = math.log(_EPS)
 NOISE_SECONDS = 10.0  # of each colour in the bank; items longer than that loop it
@@ -85,23 +86,27 @@ def warp_matrix(centers: Tensor, alpha: float, top: float) -> Tensor:
     return w.float()
 
 
+@functools.lru_cache(maxsize=8)
+def mel_filters(cfg: FeatureConfig) -> tuple[Tensor, Tensor]:
+    """The filterbank's mel filters over its FFT bins, (K, n_mels) float64, and each bin's frequency in Hz
+    (K,). Cached per config: callers must not modify them."""
+    n_fft = fft_size(cfg)
+    weights = kaldi_mel_banks(cfg.n_mels, n_fft, cfg.sample_rate, cfg.low_freq, cfg.high_freq)
+    return weights, torch.arange(weights.shape[0], dtype=torch.float64) * (cfg.sample_rate / n_fft)
+
+
 def passband_fraction(cfg: FeatureConfig, cutoff_hz: float) -> Tensor:
     """(n_mels,) float64: the fraction of each mel filter's weight on FFT bins below ``cutoff_hz``."""
-    n_fft = 1 << (int(cfg.sample_rate * cfg.frame_length_ms * 0.001) - 1).bit_length()
-    weights = kaldi_mel_banks(cfg.n_mels, n_fft, cfg.sample_rate, cfg.low_freq, cfg.high_freq)  # (K, F)
-    freqs = torch.arange(weights.shape[0], dtype=torch.float64) * (cfg.sample_rate / n_fft)
-    below = weights[freqs < cutoff_hz].sum(0)
-    return below / weights.sum(0).clamp_min(1e-12)
+    weights, freqs = mel_filters(cfg)
+    return weights[freqs < cutoff_hz].sum(0) / weights.sum(0).clamp_min(1e-12)
 
 
 def deemphasis_weights(cfg: FeatureConfig) -> Tensor:
     """(n_mels,) float64: ``1 / h_m``, ``h_m`` the preemphasis power gain ``|1 - p e^{-jw}|^2`` averaged over
     mel filter ``m``'s weights. Energies times these weights add up to (about) the power of the wave before
     preemphasis."""
-    n_fft = 1 << (int(cfg.sample_rate * cfg.frame_length_ms * 0.001) - 1).bit_length()
-    weights = kaldi_mel_banks(cfg.n_mels, n_fft, cfg.sample_rate, cfg.low_freq, cfg.high_freq)  # (K, F)
-    omega = 2 * math.pi * torch.arange(weights.shape[0], dtype=torch.float64) / n_fft
-    p = cfg.preemphasis
+    weights, freqs = mel_filters(cfg)
+    p, omega = cfg.preemphasis, 2 * math.pi * freqs / cfg.sample_rate
     gain = 1 + p * p - 2 * p * torch.cos(omega)  # (K,)
     return weights.sum(0) / (gain @ weights).clamp_min(1e-12)
 
