@@ -132,7 +132,7 @@ def synth_oog(out: Path, lines: dict[str, list[str]], jobs: int, seed: int) -> N
         rows = []
         with Pool(jobs) as pool:
             results = list(tqdm(pool.imap(render, todo), total=len(todo), desc=f"oog-{split}"))
-        for job, (uid, seconds, error) in zip(todo, results):
+        for job, (uid, seconds, error, _spans) in zip(todo, results):
             if error is None:
                 rows.append(Utterance(job.path, job.text, f"oog-{uid}", duration=round(seconds, 4),
                                       speaker=job.voice.id, lang="en"))
