@@ -31,9 +31,8 @@ elementwise ops and one small matrix product:
   (exact for a spectrum flat within each filter and an ideal filter).
 
 Order per item: warp (the voice), band limit (the channel), reverberation (the room), noise, gain (the
-microphone). Padding frames
-stay 0. Each item's draws come from the caller's ``torch.Generator``, so a step's augmentation is fixed by
-its seed.
+microphone). Padding frames stay 0. Each item's draws come from the caller's ``torch.Generator``, so a
+step's augmentation is fixed by its seed.
 """
 
 from __future__ import annotations
