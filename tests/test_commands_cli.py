@@ -55,6 +55,25 @@ def test_command_lines_json_and_threshold(setup):
     assert out.stderr.strip().endswith("none.wav: no such file")
 
 
+def test_stationary_noise_gets_confidence_zero_unless_the_level_check_is_off(setup):
+    tmp, model, wavs = setup  # steady white noise: its 10 ms levels span ~1.6 dB
+    bursts = 0.1 * np.random.default_rng(1).standard_normal(16000) * np.repeat([1.0, 0.05] * 5, 1600)
+    save_audio(tmp / "bursts.wav", bursts.astype(np.float32))  # levels span 26 dB, like syllables
+    files = [*wavs, tmp / "bursts.wav"]
+
+    def confidences(*flags):
+        out = run("command", "--model", model, "--threshold", "0.5", *flags, *files)
+        assert out.returncode == 0, out.stderr
+        return [float(line.split("\t")[2]) for line in out.stdout.splitlines()]
+
+    default = confidences()
+    assert default[:3] == [0.0, 0.0, 0.0] and default[3] > 0.0
+    off = confidences("--min-spread-db", "0")
+    assert all(c > 0.0 for c in off) and off[3] == default[3]
+    out = run("command", "--model", model, "--min-spread-db", "-1", *wavs)
+    assert out.returncode != 0 and "min_spread_db=-1.0: must be >= 0" in out.stderr
+
+
 def test_bad_command_set_is_one_line(setup):
     tmp, model, wavs = setup
     (tmp / "bad.commands").write_text("go (left | right\n")

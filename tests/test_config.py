@@ -30,6 +30,35 @@ def test_yaml_fills_only_given_fields(tmp_path):
     assert cfg.train.lr == 0.01 and cfg.train.max_steps == 7 and cfg.train.spec_augment is False
 
 
+def test_base_file_is_read_first_and_overridden_field_by_field(tmp_path):
+    (tmp_path / "base.yaml").write_text("model:\n  encoder: transformer\n  d_model: 96\ntrain:\n  lr: 0.01\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c.yaml").write_text("base: ../base.yaml\nmodel:\n  d_model: 64\n")
+    cfg = load_config(tmp_path / "sub" / "c.yaml")
+    assert cfg.model.encoder == "transformer"  # from the base
+    assert cfg.model.d_model == 64  # this file's value wins
+    assert cfg.train.lr == 0.01
+
+
+def test_base_cycle_and_missing_base_are_config_errors(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: gone.yaml\n")
+    with pytest.raises(ConfigError, match="gone.yaml: cannot read config"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_bilingual_demo_is_the_english_recipe_with_its_own_tokenizer_and_epochs():
+    from ceasr.demo import demo_config_path
+
+    en, zh = to_dict(load_config(demo_config_path("en"))), to_dict(load_config(demo_config_path("zh-en")))
+    differs = {(s, f) for s in en for f in en[s] if en[s][f] != zh[s][f]}
+    assert differs == {("tokenizer", "kind"), ("train", "max_epochs")}
+    assert zh["tokenizer"]["kind"] == "bilingual"
+
+
 @pytest.mark.parametrize(
     "override, words",
     [

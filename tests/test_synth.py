@@ -163,6 +163,20 @@ def test_command_phrases():
     assert {domain.commands(rng) for _ in range(3000)} == set(phrases)
 
 
+def test_general_sentences_are_normalized_varied_and_never_commands():
+    from ceasr.data.domain_general import TEMPLATES
+    from ceasr.text.normalize import normalize
+
+    rng = np.random.default_rng(0)
+    sentences = [domain.DOMAINS["general"](rng) for _ in range(5000)]
+    assert not set(sentences) & set(domain.command_phrases())
+    assert all(normalize(s) == s for s in sentences)  # what the engine says is the transcript
+    assert len(set(sentences)) > 4000
+    assert len({w for s in sentences for w in s.split()}) > 350
+    # every template is drawn: the fixed phrases of the last one show up
+    assert set(sentences) & set(TEMPLATES[-1][0])
+
+
 def test_text_file_is_the_source(tmp_path):
     lines = tmp_path / "lines.txt"
     lines.write_text("Hello, World!\n\n   \nTurn 2 lights on.\n", encoding="utf-8")

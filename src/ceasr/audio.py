@@ -174,3 +174,23 @@ def save(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> 
             sf.write(tmp, np.clip(wave, -1.0, 1.0), sample_rate, format=fmt[0], subtype=fmt[1])
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise AudioError(path, f"cannot write audio ({_libsndfile_reason(e)})") from None
+
+
+def frame_db(wave: np.ndarray, n: int) -> np.ndarray:
+    """(F,) level in dBFS of each whole frame of ``n`` samples."""
+    frames = wave[: len(wave) // n * n].reshape(-1, n).astype(np.float64)
+    return 10 * np.log10((frames ** 2).mean(axis=1) + 1e-12)
+
+
+def level_spread_db(wave: np.ndarray, n: int, percent: float = 5.0) -> float:
+    """How far the loud frames of ``wave`` rise above its quiet ones: the ``100 - percent``-th minus the
+    ``percent``-th percentile of :func:`frame_db` over frames of ``n`` samples, in dB (0 for no frame).
+
+    Speech comes and goes with its syllables, so even a word in steady noise spans several dB; stationary
+    noise, hum and silence stay within about a dB (white noise over 160-sample frames: a standard deviation
+    of 10 log10(1 + sqrt(2/160)) = 0.5 dB)."""
+    levels = frame_db(wave, n)
+    if levels.size == 0:
+        return 0.0
+    low, high = np.percentile(levels, [percent, 100.0 - percent])
+    return float(high - low)

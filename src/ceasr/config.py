@@ -175,6 +175,9 @@ class CommandConfig:
     threshold: float = 0.7  # accept when confidence >= threshold (confidence in [0, 1], see commands/)
     exact_limit: int = 2000  # sets up to this many phrases are scored exhaustively, larger ones by beam
     beam_size: int = 16  # prefix-trie constrained beam for large sets
+    # Audio whose 10 ms frame levels span less than this (95th minus 5th percentile, dB) is stationary noise,
+    # hum or silence, never speech, and is rejected with confidence 0 whatever the model hears; 0 turns it off.
+    min_spread_db: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -254,19 +257,35 @@ def with_overrides(cfg, overrides: list[str]):
     return from_dict(type(cfg), data)
 
 
+def _read_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's sections; a top-level ``base: FILE`` (relative to this file) is read first and this
+    file's fields override its fields one by one."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: config bases form a cycle")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    merged = _read_mapping(path.parent / str(base), seen + (path.resolve(),))
+    for section, fields in data.items():
+        if isinstance(fields, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **fields}
+        else:
+            merged[section] = fields
+    return merged
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> ExperimentConfig:
-    """Read a YAML (or JSON) config; missing sections and fields keep their defaults."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read config ({e.strerror or e})") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections")
+    """Read a YAML (or JSON) config; missing sections and fields keep their defaults. A file may start from
+    another (``base: demo.yaml``) and change only what differs."""
+    data = _read_mapping(Path(path)) if path is not None else {}
     try:
         cfg = from_dict(ExperimentConfig, data)
     except ConfigError as e:

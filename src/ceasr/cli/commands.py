@@ -9,7 +9,7 @@ from pathlib import Path
 def _cmd_command(args) -> None:
     from ceasr.commands.recognize import load_command_recognizer, recognize_files
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold)
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, **_fields(args))
     if recognize_files(crec, args.files, fmt=args.format) == len(args.files):
         raise SystemExit(1)
 
@@ -18,7 +18,7 @@ def _cmd_listen(args) -> None:
     from ceasr.commands.recognize import load_command_recognizer
     from ceasr.commands.stream import CommandSpotter, file_chunks, listen, pcm_chunks
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold)
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, **_fields(args))
     chunk = round(crec.sample_rate * args.chunk_ms / 1000)
     if args.input == "-":
         chunks = pcm_chunks(sys.stdin.buffer, chunk)
@@ -31,10 +31,14 @@ def _cmd_evaluate_commands(args) -> None:
     from ceasr.commands.evaluate import evaluate_commands
     from ceasr.commands.recognize import load_command_recognizer
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold)
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, **_fields(args))
     out = args.out or Path(args.model).resolve().parent / "commands-eval"
     report = evaluate_commands(crec, args.in_grammar, args.out_of_grammar, args.noise_only, out, args.target_far)
     print(report.summary_lines())
+
+
+def _fields(args) -> dict:
+    return {} if args.min_spread_db is None else {"min_spread_db": args.min_spread_db}
 
 
 def add_verbs(verbs) -> None:
@@ -43,6 +47,8 @@ def add_verbs(verbs) -> None:
         p.add_argument("--model", required=True)
         p.add_argument("--commands", default="default", help="a built-in set (default) or a command-set file")
         p.add_argument("--threshold", type=float, help="accept when confidence >= this (default: the config's)")
+        p.add_argument("--min-spread-db", type=float, help="reject audio whose level spans fewer dB (stationary "
+                       "noise, silence; default 6, 0 turns it off)")
 
     p = verbs.add_parser("command", help="recognize one command per audio file (or reject it)")
     common(p)

@@ -14,7 +14,9 @@ For one utterance with T' encoder frames:
   with CTC 7 %).
 
 The phrase is accepted when ``confidence >= threshold``. Out-of-grammar speech makes the free transcript win
-by many frames' worth; silence and noise make the empty one win.
+by many frames' worth; silence and noise make the empty one win. Before any of that, audio whose level
+hardly moves (:func:`ceasr.audio.level_spread_db` below ``min_spread_db``: stationary noise, hum, silence)
+is rejected with confidence 0: a model trained to hear words through noise can hear them in noise alone.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from ceasr.api import Recognizer
+from ceasr.audio import level_spread_db
 from ceasr.audio import load as load_audio
 from ceasr.commands.beam import TokenTrie, constrained_beam_search
 from ceasr.commands.grammar import Command, CommandSet
@@ -69,6 +72,8 @@ def check_config(cfg: CommandConfig) -> None:
         raise ConfigError(f"commands.ctc_weight={cfg.ctc_weight}: must be between 0 and 1")
     if not cfg.threshold >= 0.0:  # above 1 rejects everything; a calibration may ask for that
         raise ConfigError(f"threshold {cfg.threshold}: must be >= 0 (confidences are in [0, 1])")
+    if not cfg.min_spread_db >= 0.0:
+        raise ConfigError(f"commands.min_spread_db={cfg.min_spread_db}: must be >= 0 (0 turns the check off)")
     if cfg.beam_size < 1 or cfg.exact_limit < 0:
         raise ConfigError("commands.beam_size must be >= 1 and commands.exact_limit >= 0")
 
@@ -126,7 +131,11 @@ class CommandRecognizer:
     def recognize_batch(self, waves: list[np.ndarray]) -> list[CommandResult]:
         """Recognize several arrays (encoded as one padded batch; results equal per-item calls)."""
         enc, enc_lens, log_probs = self.encode(waves)
-        return [self.decide(enc[b : b + 1, :n], log_probs[b, :n]) for b, n in enumerate(enc_lens.tolist())]
+        results = [self.decide(enc[b : b + 1, :n], log_probs[b, :n]) for b, n in enumerate(enc_lens.tolist())]
+        frame = int(0.01 * self.sample_rate)
+        return [r if level_spread_db(w, frame) >= self.cfg.min_spread_db
+                else dataclasses.replace(r, accepted=self.cfg.threshold <= 0.0, confidence=0.0)
+                for r, w in zip(results, waves)]
 
     def phrase_scores(self, memory: torch.Tensor, log_probs: torch.Tensor) -> list[tuple[int, float]]:
         """(command index, joint score) of the allowed phrases, best first: all of them when the set is small,

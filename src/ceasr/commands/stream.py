@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ceasr.audio import frame_db
 from ceasr.commands.grammar import Command
 
 FRAME = 0.01  # seconds per endpointer frame
@@ -42,12 +43,6 @@ class Detection:
         return {"start": round(self.start, 3), "end": round(self.end, 3), "phrase": self.command.text,
                 "confidence": round(self.confidence, 4), "emitted": round(self.emitted, 3),
                 **self.command.as_dict()}
-
-
-def frame_db(wave: np.ndarray, n: int) -> np.ndarray:
-    """(F,) level in dBFS of each whole frame of ``n`` samples."""
-    frames = wave[: len(wave) // n * n].reshape(-1, n).astype(np.float64)
-    return 10 * np.log10((frames ** 2).mean(axis=1) + 1e-12)
 
 
 class CommandSpotter:

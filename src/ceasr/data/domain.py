@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ceasr.data.domain_general import general
 from ceasr.data.domain_zh import ZH_DOMAINS
 from ceasr.errors import CeasrError
 from ceasr.text.normalize import normalize
@@ -67,8 +68,9 @@ def commands(rng: np.random.Generator) -> str:
     return _fill(words, NUMBER_WORDS[int(rng.integers(len(NUMBER_WORDS)))])
 
 
-# The Chinese and mixed domains (ceasr.data.domain_zh) are listed here too, so --domain can name any of them.
-DOMAINS = {"digits": digits, "commands": commands, **ZH_DOMAINS}
+# General English (ceasr.data.domain_general) and the Chinese and mixed domains (ceasr.data.domain_zh) are
+# listed here too, so --domain can name any of them.
+DOMAINS = {"digits": digits, "commands": commands, "general": general, **ZH_DOMAINS}
 
 
 class TextSource:
