@@ -112,8 +112,8 @@ def add_verbs(verbs) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--hours", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--domain", help="comma-separated: digits, commands, general, zh_digits, zh_commands, mixed_commands "
-                                    "(default: the language's)")
+    p.add_argument("--domain", help="comma-separated, a name twice is drawn twice as often: digits, commands, "
+                                    "general, zh_digits, zh_commands, mixed_commands (default: the language's)")
     p.add_argument("--lang", default="en", choices=["en", "zh", "zh-en"],
                    help="English (default), Mandarin, or both with mixed Chinese-English utterances")
     p.add_argument("--text-file", help="sentences to speak, one a line (replaces --domain)")
