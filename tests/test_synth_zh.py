@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import ceasr_cli
 
 from ceasr.data import domain_zh, synth
 from ceasr.errors import CeasrError
-from conftest import ceasr_cli
 
 pytestmark = pytest.mark.skipif(not shutil.which("espeak-ng"), reason="needs espeak-ng (apt-get install espeak-ng)")
 
@@ -55,8 +56,10 @@ def rows_of(out: Path, split: str, suffix: str = "jsonl") -> list[dict]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("zhen") / "corpus"
-    synth.synthesize(out, hours=0.015, seed=2, lang="zh-en", jobs=2, progress=False,
-                     engines=["espeak-ng", "flite"])
+    # Each domain once (the default draws English twice as often), so this small corpus has Chinese in
+    # every split.
+    synth.synthesize(out, hours=0.015, seed=2, lang="zh-en", jobs=2, progress=False, engines=["espeak-ng", "flite"],
+                     domains=("digits", "commands", "zh_digits", "zh_commands", "mixed_commands"))
     return out
 
 
@@ -147,3 +150,16 @@ def test_cli_bilingual_pipeline(corpus, tmp_path):
         assert lang == ("zh" if han(piece) else "en" if re.search("[a-z]", piece) else "")
     found = {lang for lang in out["token_languages"] if lang}
     assert out["language"] == ("mixed" if len(found) == 2 else found.pop() if found else "")
+
+
+def test_bilingual_default_draws_english_twice_as_often_as_each_other_part():
+    from ceasr.data.domain import TextSource
+    from ceasr.text.script import EN, MIXED, ZH, text_language
+
+    rng = np.random.default_rng(0)
+    source = TextSource(synth.LANG_DOMAINS["zh-en"])
+    counts = Counter(text_language(source(rng)) for _ in range(7000))
+    # English 4 of 7 draws (digits and commands, twice each), Mandarin 2 of 7, mixed 1 of 7; 3 sd ~ 1.8 %
+    assert counts[EN] / 7000 == pytest.approx(4 / 7, abs=0.02)
+    assert counts[ZH] / 7000 == pytest.approx(2 / 7, abs=0.02)
+    assert counts[MIXED] / 7000 == pytest.approx(1 / 7, abs=0.02)

@@ -274,11 +274,11 @@ def _read_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if base is None:
         return data
     merged = _read_mapping(path.parent / str(base), seen + (path.resolve(),))
-    for section, fields in data.items():
-        if isinstance(fields, dict) and isinstance(merged.get(section), dict):
-            merged[section] = {**merged[section], **fields}
+    for section, values in data.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
         else:
-            merged[section] = fields
+            merged[section] = values
     return merged
 
 

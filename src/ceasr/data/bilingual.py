@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ceasr.data.domain import TextSource
-from ceasr.data.synth import Job, _Planner
+from ceasr.data.render import Job
+from ceasr.data.synth import _Planner
 from ceasr.data.voices import Voice
 from ceasr.errors import CeasrError
 from ceasr.text.script import EN, MIXED, ZH, runs, text_language
