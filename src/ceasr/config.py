@@ -175,9 +175,10 @@ class CommandConfig:
     threshold: float = 0.7  # accept when confidence >= threshold (confidence in [0, 1], see commands/)
     exact_limit: int = 2000  # sets up to this many phrases are scored exhaustively, larger ones by beam
     beam_size: int = 16  # prefix-trie constrained beam for large sets
-    # Audio whose 10 ms frame levels span less than this (95th minus 5th percentile, dB) is stationary noise,
-    # hum or silence, never speech, and is rejected with confidence 0 whatever the model hears; 0 turns it off.
-    min_spread_db: float = 6.0
+    # Audio whose speech-band level spans less than this (ceasr.audio.level_spread_db, dB) is stationary
+    # noise, hum or silence, never speech, and is rejected with confidence 0 whatever the model hears (noise
+    # spans at most 2.5 dB, speech at 0 dB SNR 7.9 or more); 0 turns the check off.
+    min_spread_db: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def add_verbs(verbs) -> None:
         p.add_argument("--commands", default="default", help="a built-in set (default) or a command-set file")
         p.add_argument("--threshold", type=float, help="accept when confidence >= this (default: the config's)")
         p.add_argument("--min-spread-db", type=float, help="reject audio whose level spans fewer dB (stationary "
-                       "noise, silence; default 6, 0 turns it off)")
+                       "noise, silence; default 5, 0 turns it off)")
 
     p = verbs.add_parser("command", help="recognize one command per audio file (or reject it)")
     common(p)

@@ -132,8 +132,7 @@ class CommandRecognizer:
         """Recognize several arrays (encoded as one padded batch; results equal per-item calls)."""
         enc, enc_lens, log_probs = self.encode(waves)
         results = [self.decide(enc[b : b + 1, :n], log_probs[b, :n]) for b, n in enumerate(enc_lens.tolist())]
-        frame = int(0.01 * self.sample_rate)
-        return [r if level_spread_db(w, frame) >= self.cfg.min_spread_db
+        return [r if level_spread_db(w, self.sample_rate) >= self.cfg.min_spread_db
                 else dataclasses.replace(r, accepted=self.cfg.threshold <= 0.0, confidence=0.0)
                 for r, w in zip(results, waves)]
 
