@@ -55,7 +55,7 @@ def test_bilingual_demo_is_the_english_recipe_with_its_own_tokenizer_and_epochs(
 
     en, zh = to_dict(load_config(demo_config_path("en"))), to_dict(load_config(demo_config_path("zh-en")))
     differs = {(s, f) for s in en for f in en[s] if en[s][f] != zh[s][f]}
-    assert differs == {("tokenizer", "kind"), ("train", "max_epochs")}
+    assert differs == {("tokenizer", "kind"), ("train", "max_epochs"), ("feat_augment", "enabled")}
     assert zh["tokenizer"]["kind"] == "bilingual"
 
 
