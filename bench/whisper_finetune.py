@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--out", default="finetune", help="folder under --work for checkpoints and the model")
     ap.add_argument("--minutes", type=float, default=12.0, help="no new epoch after this much training time")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--merge-ratios", default="0.5,0.7", help="WiSE-FT merges with the last epoch (comma-separated)")
     args = ap.parse_args()
     pin_threads(args.threads)
     load = load_average()
@@ -87,7 +88,8 @@ def main() -> None:
                                        warmup_steps=10),
         max_train_utterances=args.train_utts, max_minutes=args.minutes, batch_size=8, patience=2,
         label_smoothing=args.label_smoothing, lr_find_steps=args.lr_find_steps if auto else 0,
-        encoder_cache=args.encoder_cache or str(work / "encoder-cache"))
+        encoder_cache=args.encoder_cache or str(work / "encoder-cache"),
+        merge_ratios=tuple(float(r) for r in args.merge_ratios.split(",") if r))
     start = time.perf_counter()
     result = finetune(base_dir, load_rows(data / "train.jsonl"), _subset(load_rows(data / "dev.jsonl"), args.dev_utts),
                       work / args.out, cfg, general_rows=load_rows(work / "real" / "real.jsonl"))
@@ -95,11 +97,11 @@ def main() -> None:
 
     base, _, tok = load_whisper_dir(base_dir)
     models = {"zero-shot (converted base)": (base, result.epochs[0])}
-    kept = result.epochs[result.kept_epoch]
-    models[f"fine-tuned, kept (epoch {result.kept_epoch})"] = (load_whisper_dir(result.model_dir)[0], kept)
+    kept = result.kept_report
+    models[f"fine-tuned, kept (epoch {kept.name})"] = (load_whisper_dir(result.model_dir)[0], kept)
     last = ckpt.latest_checkpoint(work / args.out)
     last_model, last_report = _with_checkpoint(base_dir, last)
-    if last_report["epoch"] != result.kept_epoch:  # what training reached, even if the guard rejected it
+    if (last_report["epoch"], 1.0) != (kept.epoch, kept.merge):  # what training reached, even if not kept
         models[f"fine-tuned, last (epoch {last_report['epoch']}, not kept)"] = (last_model, EpochReport(**last_report))
     test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
     cache = EncoderCache(cfg.encoder_cache, encoder_digest(base))
@@ -117,9 +119,9 @@ def main() -> None:
     print(errors_by_voice(test_rows, test.refs, hyps[best], best))
     print(format_table(["model", "test WER % (held-out voices)", "dev WER %", "real speech WER %"], rows))
     print(f"headline: synthetic test WER {wers[next(iter(wers))]:.2f}% zero-shot -> {wers[best]:.2f}% ({best}); "
-          f"kept by the forgetting guard: epoch {result.kept_epoch}")
+          f"kept by the forgetting guard: epoch {kept.name}")
     write_json(work / f"{args.out}-results.json", {"test_wer": wers, "lr": result.lr, "test_hyps": hyps, "epochs": [dataclasses.asdict(e) for e in result.epochs],
-                                                   "kept_epoch": result.kept_epoch, "train_seconds": train_seconds})
+                                                   "kept": kept.name, "train_seconds": train_seconds})
 
 
 if __name__ == "__main__":

@@ -93,3 +93,14 @@ def test_to_dict_is_json_ready():
     d = to_dict(ExperimentConfig())
     assert d["train"]["betas"] == [0.9, 0.98]
     json.dumps(d)
+
+
+def test_variadic_tuples_take_any_length_and_fixed_ones_their_own():
+    from ceasr.config import WhisperFinetuneConfig
+
+    assert from_dict(WhisperFinetuneConfig, {"merge_ratios": [0.2, "0.4", 0.6]}).merge_ratios == (0.2, 0.4, 0.6)
+    assert from_dict(WhisperFinetuneConfig, {"merge_ratios": []}).merge_ratios == ()
+    with pytest.raises(ConfigError, match="merge_ratios"):
+        from_dict(WhisperFinetuneConfig, {"merge_ratios": ["half"]})
+    with pytest.raises(ConfigError, match="train.betas"):
+        from_dict(ExperimentConfig, {"train": {"betas": [0.9, 0.98, 0.5]}})

@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 
 from ceasr.config import WhisperFinetuneConfig
+from ceasr.errors import ConfigError
 from ceasr.data.manifest import Utterance
 from ceasr.losses import cross_entropy
 from ceasr.train.checkpoint import latest_checkpoint
@@ -64,12 +65,14 @@ def test_finetune_lowers_the_loss_and_keeps_by_the_stated_rule(tmp_path):
     last = latest_checkpoint(tmp_path / "ft") / "model.safetensors"
     before, after = _teacher_forced_loss(base, rows), _teacher_forced_loss(base, rows, last)
     assert after < 0.85 * before  # 5.68 -> 4.22 when written
-    losses = [e.train_loss for e in result.epochs[1:]]
-    assert losses[-1] < losses[0]
+    losses = [e.train_loss for e in result.epochs[1:] if e.merge == 1.0]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert [(e.epoch, e.merge) for e in result.epochs[5:]] == [(4, r) for r in cfg.merge_ratios]
     report = json.loads((tmp_path / "ft" / "finetune.json").read_text())
-    assert report["kept_epoch"] == result.kept_epoch == _keep(result.epochs, cfg.max_forgetting)
+    assert result.kept == _keep(result.epochs, cfg.max_forgetting)
+    assert report["kept_epoch"] == result.kept_epoch and report["kept_merge"] == result.kept_report.merge
     assert [e["kept"] for e in report["epochs"]].count(True) == 1
-    assert result.epochs[result.kept_epoch].dev_wer <= result.epochs[0].dev_wer
+    assert result.kept_report.dev_wer <= result.epochs[0].dev_wer
     assert "epoch" in result.table().splitlines()[0] and result.table().splitlines()[-1].startswith("kept epoch")
 
 
@@ -81,6 +84,47 @@ def test_keep_rule_on_hand_made_reports():
     assert _keep(r[:1] + [EpochReport(1, 1.0, 60.0, 20.0)], 1.0) == 0  # nothing better: keep the pretrained
     no_general = [dataclasses.replace(x, general_wer=None) for x in r]
     assert _keep(no_general, 1.0) == 2
+    # Merges of epoch 3 with the pretrained weights: the half merge ties epoch 3's dev WER and wins the tie on
+    # general WER; the quarter merge is better on dev and kept.
+    merges = [EpochReport(3, None, 15.0, 10.0, merge=0.5), EpochReport(3, None, 14.0, 10.2, merge=0.25)]
+    assert _keep(r + merges[:1], 1.0) == 4
+    same = [EpochReport(3, None, 15.0, 10.0, merge=0.7), merges[0]]
+    assert _keep(r + same, 1.0) == 5  # a full tie: the smaller ratio
+    assert _keep(r + merges, 1.0) == 5
+    assert _keep(r + [dataclasses.replace(merges[1], general_wer=11.5)], 1.0) == 3  # forgot too much
+    assert [x.name for x in r[:1] + merges] == ["0", "3x0.5", "3x0.25"]
+
+
+def test_merge_weights_interpolates_floats_only():
+    from ceasr.whisper.finetune import merge_weights
+
+    a = {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor([1])}
+    b = {"w": torch.tensor([4.0, -2.0]), "n": torch.tensor([5])}
+    out = merge_weights(a, b, 0.25)
+    assert out["w"].tolist() == [1.0, 1.0] and out["n"].tolist() == [5]
+
+
+def test_a_kept_merge_is_exported_as_the_interpolated_weights(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import ceasr.whisper.finetune as ft
+
+    base = _tiny_base(tmp_path)
+    rows = _rows(tmp_path)
+    cfg = WhisperFinetuneConfig(merge_ratios=(0.3,))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-2, max_epochs=2, warmup_steps=0),
+                              batch_size=2, patience=10)
+    monkeypatch.setattr(ft, "_keep", lambda reports, _: len(reports) - 1)  # the newest candidate
+    result = ft.finetune(base, rows, rows, tmp_path / "ft", cfg, progress=False)
+    assert (result.kept_epoch, result.kept_report.merge) == (2, 0.3)
+    pretrained = load_file(str(base / "model.safetensors"))
+    last = load_file(str(latest_checkpoint(tmp_path / "ft") / "model.safetensors"))
+    exported = load_file(str(result.model_dir / "model.safetensors"))
+    assert not torch.equal(last["decoder.ln.weight"], pretrained["decoder.ln.weight"])
+    for name, w in exported.items():
+        torch.testing.assert_close(w, 0.7 * pretrained[name] + 0.3 * last[name], msg=name)
+    with pytest.raises(ConfigError, match="merge ratios"):
+        ft.finetune(base, rows, rows, tmp_path / "bad", WhisperFinetuneConfig(merge_ratios=(1.0,)), progress=False)
 
 
 def test_layer_decay_and_frozen_encoder_param_groups():
@@ -104,6 +148,9 @@ def test_finetune_cli_reports_a_missing_model_in_one_line(tmp_path):
     done = ceasr_cli("finetune", "--model", tmp_path / "nope", "--train", tmp_path / "m.jsonl",
                      "--dev", tmp_path / "m.jsonl", "--out", tmp_path / "out", check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "nope" in done.stderr, done.stderr
+    done = ceasr_cli("finetune", "--model", tmp_path / "nope", "--train", tmp_path / "m.jsonl", "--dev",
+                     tmp_path / "m.jsonl", "--out", tmp_path / "out", "--merge-ratios", "0.5,1.5", check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "[1.5]" in done.stderr, done.stderr
 
 
 def _tiny_base(tmp_path):

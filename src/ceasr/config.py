@@ -213,12 +213,13 @@ def from_dict(cls, data: dict[str, Any], where: str = ""):
                 raise ConfigError(f"{key}: expected a mapping, got {value!r}")
             kwargs[name] = from_dict(type(default), value, key)
         else:
-            kwargs[name] = _coerce(value, default, key)
+            kwargs[name] = _coerce(value, default, key, variadic=str(known[name].type).endswith(", ...]"))
     return cls(**kwargs)
 
 
-def _coerce(value, default, where: str):
-    """Coerce ``value`` to the type of ``default`` (YAML and flags give strings, ints and lists)."""
+def _coerce(value, default, where: str, variadic: bool = False):
+    """Coerce ``value`` to the type of ``default`` (YAML and flags give strings, ints and lists); a
+    ``variadic`` tuple (annotated ``tuple[float, ...]``) takes any length of floats."""
     if isinstance(value, str) and not isinstance(default, str):
         value = yaml.safe_load(value)
     try:
@@ -232,6 +233,8 @@ def _coerce(value, default, where: str):
             return int(value)
         if isinstance(default, float):
             return float(value)
+        if isinstance(default, tuple) and variadic:
+            return tuple(float(v) for v in value)
         if isinstance(default, tuple):
             return tuple(type(d)(v) for d, v in zip(default, value, strict=True))
         if isinstance(default, str):
@@ -361,6 +364,7 @@ class WhisperFinetuneConfig:
     label_smoothing: float = 0.0  # 0.1 with lr 1e-4 made Whisper base forget real speech (bench/whisper_finetune.py)
     patience: int = 2  # stop after this many epochs without a better dev WER
     max_forgetting: float = 1.0  # WER points the general-speech dev set may lose before a checkpoint is rejected
+    merge_ratios: tuple[float, ...] = (0.5, 0.7)  # WiSE-FT candidates (1 - r) * pretrained + r * last epoch; () = none
     language: str = "en"
     max_train_utterances: int = 0  # 0: all; else an evenly spread subset (CPU time boxes)
     max_minutes: float = 0.0  # 0: no limit; else no new epoch starts after this much wall time

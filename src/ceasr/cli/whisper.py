@@ -33,10 +33,16 @@ def _cmd_finetune(args) -> None:
         patience=args.patience, max_forgetting=args.max_forgetting, language=args.language,
         max_train_utterances=args.max_train, max_minutes=args.max_minutes, encoder_cache=args.encoder_cache or "",
         lr_find_steps=args.lr_find_steps if auto_lr else 0,
+        merge_ratios=base.merge_ratios if args.merge_ratios is None else _ratios(args.merge_ratios),
     )
     general = load_rows(args.general_dev) if args.general_dev else None
     result = finetune(args.model, load_rows(args.train), load_rows(args.dev), args.out, cfg, general)
     print(result.table())
+
+
+def _ratios(text: str) -> tuple[float, ...]:
+    """``--merge-ratios``: comma-separated floats, or ``none``."""
+    return () if text.strip().lower() == "none" else tuple(floats(text, "--merge-ratios"))
 
 
 def add_verbs(verbs) -> None:
@@ -55,6 +61,8 @@ def add_verbs(verbs) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--general-dev", help="general-speech manifest to watch for forgetting (before/after)")
     p.add_argument("--max-forgetting", type=float, default=1.0, help="WER points the general set may lose")
+    p.add_argument("--merge-ratios", help="WiSE-FT candidates: r * last epoch + (1 - r) * pretrained, "
+                   "comma-separated (default 0.5,0.7), or none")
     p.add_argument("--train-encoder", action="store_true", help="train everything (default: frozen encoder)")
     p.add_argument("--layer-decay", type=float, default=1.0, help="per-layer LR factor from the top down")
     p.add_argument("--epochs", type=int)

@@ -6,10 +6,15 @@ its outputs (float16) are reused every epoch, so an epoch costs only decoder pas
 gives each depth ``lr * layer_decay ** (depths above it)``. Every epoch ends with a checkpoint
 (``OUT/checkpoints``) and a greedy decode of the dev set (and of the optional general-speech dev set).
 
-Keep rule (guarding against forgetting): the kept model is the one with the lowest dev WER among the
-pretrained model (epoch 0) and the epochs whose general-speech WER is at most the pretrained model's plus
-``max_forgetting`` points (every epoch qualifies without a general set). Training stops early after
-``patience`` epochs without a better dev WER. ``OUT/model`` is the kept model; ``OUT/finetune.json`` the report.
+Weight-space merges (WiSE-FT, Wortsman et al. 2022): after the last epoch, each ``merge_ratios`` entry r
+gives one more candidate, the weights (1 - r) * pretrained + r * last epoch, decoded like an epoch. Such
+a merge often keeps most of the gain on the new domain and little of the forgetting.
+
+Keep rule (guarding against forgetting): the kept model is the candidate with the lowest dev WER among the
+pretrained model (epoch 0), the epochs and the merges whose general-speech WER is at most the pretrained
+model's plus ``max_forgetting`` points (every candidate qualifies without a general set); ties go to the
+lower general-speech WER, then the earlier epoch, then the smaller ratio. Training stops early after ``patience`` epochs without a better dev
+WER. ``OUT/model`` is the kept model; ``OUT/finetune.json`` the report.
 """
 
 from __future__ import annotations
@@ -62,6 +67,11 @@ class EpochReport:
     dev_wer: float
     general_wer: float | None
     kept: bool = False
+    merge: float = 1.0  # share of this epoch's weights in a merge with the pretrained ones; 1 = the epoch itself
+
+    @property
+    def name(self) -> str:
+        return str(self.epoch) if self.merge == 1.0 else f"{self.epoch}x{self.merge:g}"
 
 
 def _read(utt: Utterance, model: Whisper) -> torch.Tensor:
@@ -174,33 +184,57 @@ def dev_wer(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFin
     return 100.0 * corpus_errors(ex.refs, greedy_texts(model, ex, tok, cfg)).rate
 
 
+def _evaluate(model: Whisper, sets, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig, epoch: int,
+              loss: float | None, merge: float = 1.0) -> EpochReport:
+    _, dev, general = sets
+    gen_wer = dev_wer(model, general, tok, cfg) if general else None
+    return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer, merge=merge)
+
+
+def merge_weights(pretrained: dict, tuned: dict, ratio: float) -> dict:
+    """``(1 - ratio) * pretrained + ratio * tuned`` for every floating-point tensor (others from ``tuned``)."""
+    return {k: torch.lerp(pretrained[k], v, ratio) if v.is_floating_point() else v for k, v in tuned.items()}
+
+
 @dataclass(frozen=True)
 class FinetuneResult:
-    epochs: list[EpochReport]
-    kept_epoch: int  # 0: the pretrained model was kept
+    epochs: list[EpochReport]  # epoch 0 (pretrained), the trained epochs, then the merges
+    kept: int  # index into ``epochs`` of the kept candidate
     model_dir: Path
     skipped: int  # unreadable or too long utterances over all sets
     seconds: float
     lr: float  # the top layers' learning rate used (the LR range test's suggestion with lr_find_steps)
 
+    @property
+    def kept_report(self) -> EpochReport:
+        return self.epochs[self.kept]
+
+    @property
+    def kept_epoch(self) -> int:  # 0: the pretrained model was kept
+        return self.kept_report.epoch
+
     def table(self) -> str:
-        """One line per epoch (epoch 0 = before fine-tuning); the last line states what was kept."""
+        """One line per candidate (epoch 0 = before fine-tuning, ``4x0.5`` = a merge with epoch 4); the last
+        line states what was kept."""
         lines = ["epoch  train_loss  dev_WER  general_WER  kept"]
         for e in self.epochs:
             loss = "-" if e.train_loss is None else f"{e.train_loss:.4f}"
             gen = "-" if e.general_wer is None else f"{e.general_wer:.2f}"
-            lines.append(f"{e.epoch:>5}  {loss:>10}  {e.dev_wer:>7.2f}  {gen:>11}  {'*' if e.kept else ''}")
-        best = self.epochs[self.kept_epoch]
-        lines.append(f"kept epoch {self.kept_epoch}: dev WER {best.dev_wer:.2f}% -> {self.model_dir} "
+            lines.append(f"{e.name:>5}  {loss:>10}  {e.dev_wer:>7.2f}  {gen:>11}  {'*' if e.kept else ''}")
+        best = self.kept_report
+        lines.append(f"kept epoch {best.name}: dev WER {best.dev_wer:.2f}% -> {self.model_dir} "
                      f"({self.seconds:.0f} s, lr {self.lr:.3g}, {self.skipped} skipped)")
         return "\n".join(lines)
 
 
 def _keep(reports: list[EpochReport], max_forgetting: float) -> int:
-    """The keep rule: lowest dev WER among epoch 0 and epochs that forgot at most ``max_forgetting`` points."""
+    """The keep rule: the index of the lowest dev WER among epoch 0 and the candidates that forgot at most
+    ``max_forgetting`` points; ties go to the lower general WER, then the earlier epoch, the smaller ratio."""
     base = reports[0].general_wer
-    allowed = [r for r in reports if r.epoch == 0 or base is None or r.general_wer <= base + max_forgetting]
-    return min(allowed, key=lambda r: (r.dev_wer, r.epoch)).epoch
+    allowed = [i for i, r in enumerate(reports)
+               if i == 0 or base is None or r.general_wer <= base + max_forgetting]
+    r = reports
+    return min(allowed, key=lambda i: (r[i].dev_wer, r[i].general_wer or 0.0, r[i].epoch, r[i].merge))
 
 
 def _step(model, ex, idx, prompt, tok, cfg, optimizer) -> float:
@@ -264,14 +298,13 @@ def _optimizer(model: Whisper, cfg: WhisperFinetuneConfig, n_train: int):
 
 def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> tuple[list[EpochReport], dict]:
     """Epochs until ``max_epochs``, ``patience`` or the time box; returns the reports and checkpoint paths."""
-    train, dev, general = sets
+    train, _, general = sets
     optimizer, scheduler = _optimizer(model, cfg, len(train.targets))
     gen = torch.Generator().manual_seed(cfg.train.seed)
     prompt = tok.prompt(cfg.language)
 
     def evaluate(epoch: int, loss: float | None) -> EpochReport:
-        gen_wer = dev_wer(model, general, tok, cfg) if general else None
-        return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer)
+        return _evaluate(model, sets, tok, cfg, epoch, loss)
 
     def save(step: int, epoch: int) -> Path:
         extra = {"report": dataclasses.asdict(reports[-1])}
@@ -298,12 +331,31 @@ def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> 
     return reports, paths
 
 
+def _merges(model: Whisper, pretrained: dict, epoch: int, sets, tok, cfg: WhisperFinetuneConfig) -> list:
+    """Evaluate ``cfg.merge_ratios`` merges of the pretrained weights with ``model``'s (epoch ``epoch``);
+    ``model`` ends with its own weights back."""
+    if epoch == 0 or not cfg.merge_ratios:
+        return []
+    tuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    reports = []
+    for ratio in cfg.merge_ratios:
+        model.load_state_dict(merge_weights(pretrained, tuned, ratio))
+        reports.append(_evaluate(model, sets, tok, cfg, epoch, None, merge=ratio))
+        print(f"merge {ratio:g} x epoch {epoch}: dev WER {reports[-1].dev_wer:.2f}%"
+              + (f", general WER {reports[-1].general_wer:.2f}%" if sets[2] else ""), file=sys.stderr)
+    model.load_state_dict(tuned)
+    return reports
+
+
 def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[Utterance], out_dir: str | Path,
              cfg: WhisperFinetuneConfig = WhisperFinetuneConfig(), general_rows: list[Utterance] | None = None,
              progress: bool = True) -> FinetuneResult:
     """Fine-tune the Whisper model in ``model_dir``; write checkpoints, ``OUT/model`` and ``OUT/finetune.json``."""
     from ceasr.modeldir import export_model
 
+    bad = [r for r in cfg.merge_ratios if not 0.0 < r < 1.0]
+    if bad:
+        raise ConfigError(f"merge ratios {bad}: each must lie strictly between 0 (pretrained) and 1 (fine-tuned)")
     start = time.perf_counter()
     out_dir = Path(out_dir)
     model, dir_cfg, tok = load_whisper_dir(model_dir)
@@ -317,16 +369,24 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     lr_find = _find_lr(model, train, tok, cfg, out_dir, progress) if cfg.lr_find_steps > 0 else None
     if lr_find is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=lr_find.suggested))
-    reports, paths = _fit(model, tok, cfg, (train, dev, general), out_dir, progress, start)
+    sets = (train, dev, general)
+    pretrained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    reports, paths = _fit(model, tok, cfg, sets, out_dir, progress, start)
+    reports += _merges(model, pretrained, reports[-1].epoch, sets, tok, cfg)
     kept = _keep(reports, cfg.max_forgetting)
-    ckpt.load_checkpoint(paths[kept], model, restore_rng=False)
-    reports = [dataclasses.replace(r, kept=r.epoch == kept) for r in reports]
+    choice = reports[kept]
+    ckpt.load_checkpoint(paths[choice.epoch], model, restore_rng=False)
+    if choice.merge != 1.0:
+        model.load_state_dict(merge_weights(pretrained, model.state_dict(), choice.merge))
+    reports = [dataclasses.replace(r, kept=i == kept) for i, r in enumerate(reports)]
     model_out = export_model(model, dir_cfg, tok, out_dir / "model")
     skipped = train.skipped + dev.skipped + (general.skipped if general else 0)
     result = FinetuneResult(reports, kept, model_out, skipped, time.perf_counter() - start, cfg.train.lr)
     atomic_write_text(out_dir / "finetune.json", json.dumps({
-        "config": to_dict(cfg), "epochs": [dataclasses.asdict(r) for r in reports], "kept_epoch": kept,
-        "keep_rule": f"lowest dev WER among epoch 0 and epochs with general WER <= epoch 0's + {cfg.max_forgetting}",
+        "config": to_dict(cfg), "epochs": [dataclasses.asdict(r) for r in reports], "kept_epoch": choice.epoch,
+        "kept_merge": choice.merge,
+        "keep_rule": f"lowest dev WER among epoch 0, the epochs and their merges with general WER <= epoch 0's + "
+                     f"{cfg.max_forgetting}",
         "model_dir": str(model_out), "skipped": skipped, "seconds": result.seconds,
         "lr_find": None if lr_find is None else {"suggested": lr_find.suggested, "steepest": lr_find.steepest,
                                                  "at_minimum": lr_find.at_minimum, "diverged": lr_find.diverged},
