@@ -226,3 +226,22 @@ def test_reverb_matches_the_filterbank_of_the_reverberated_wave():
     assert float((total(dry)[after] - total(want)[after]).mean()) < -15  # the room's tail is real and loud
     assert float((total(got)[after] - total(want)[after]).abs().mean()) < 3.0  # and the features reproduce it
     assert float((total(got)[5:55] - total(want)[5:55]).abs().mean()) < 1.0  # during the burst too
+
+
+def test_reverb_is_the_causal_convolution_of_the_energies_written_out():
+    """The FFT convolution against the sum written out: E'[t, f] = sum_{k <= t} h[k] E[t - k, f], rescaled."""
+    import math
+
+    from ceasr.data.feat_augment import reverberate
+
+    x = torch.randn(37, 5, generator=torch.Generator().manual_seed(0)) * 3
+    rt60, drr, hop = 0.12, 4.0, 0.01
+    d = 10 ** (-6 * hop / rt60)
+    h = [10 ** (-drr / 10) * (1 - d) * d**k + (k == 0) for k in range(math.ceil(rt60 / hop))]  # 12 taps
+    e = x.double().exp()
+    want = torch.zeros_like(e)
+    for t in range(e.shape[0]):
+        for k in range(min(len(h), t + 1)):
+            want[t] += h[k] * e[t - k]
+    want = (want * (e.sum() / want.sum())).log().float()
+    torch.testing.assert_close(reverberate(x, rt60, drr, hop), want, rtol=0, atol=1e-5)
