@@ -12,7 +12,7 @@ import torch
 from ceasr.commands import load_command_set, parse_command_set
 from ceasr.commands.beam import TokenTrie, constrained_beam_search
 from ceasr.commands.calibrate import det_curve, threshold_for_far
-from ceasr.commands.score import attention_scores, ctc_scores, joint_scores, pad_sequences
+from ceasr.commands.score import attention_scores, best_joint_scores, ctc_scores, joint_scores, pad_sequences
 from ceasr.config import ModelConfig
 from ceasr.data.domain import command_phrases
 from ceasr.decode.ctc import CTCPrefixScorer
@@ -146,6 +146,31 @@ def test_constrained_beam_equals_exhaustive_scoring(tiny, ctc_weight):
     for i, score in wide:
         assert score == pytest.approx(float(exact[i]), abs=1e-6)
     assert narrow[0][0] == ranking[0]  # the best survives a narrow beam on this utterance
+
+
+@pytest.mark.parametrize("ctc_weight", [0.0, 0.3, 0.5, 1.0])
+def test_pruned_exact_search_finds_the_exhaustive_best(tiny, ctc_weight):
+    """The decoder runs only on the best phrases by CTC until the bound w * CTC <= best joint score closes the
+    rest; the winner and its score equal exhaustive scoring, on the real utterance and on noise inputs."""
+    model, tok, enc, lp = tiny
+    seqs = [tuple(tok.encode(p)) for p in PHRASES] + [(5,), (5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)]
+    gen = torch.Generator().manual_seed(0)
+    inputs = [(enc, lp)] + [(torch.randn(enc.shape, generator=gen), torch.randn(lp.shape, generator=gen)
+                             .log_softmax(-1)) for _ in range(6)]
+    with torch.inference_mode():
+        for memory, log_probs in inputs:
+            exact = joint_scores(model, memory, log_probs, seqs, ctc_weight)
+            for first in (1, 2, len(seqs)):
+                got = best_joint_scores(model, memory, log_probs, seqs, ctc_weight, first=first)
+                assert got[0][0] == int(torch.argmax(exact))
+                for i, score in got:
+                    assert score == pytest.approx(float(exact[i]), abs=1e-6)
+                assert len({i for i, _ in got}) == len(got) <= len(seqs)
+        scored = len(best_joint_scores(model, enc, lp, seqs, ctc_weight, first=1))
+    if ctc_weight == 0.5:  # the bound prunes: on the real utterance the decoder scored fewer than all
+        assert scored < len(seqs)
+    if ctc_weight == 0.0:  # no bound without CTC: everything is scored
+        assert scored == len(seqs)
 
 
 def test_trie_shares_prefixes_and_marks_ends():

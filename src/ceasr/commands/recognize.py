@@ -2,8 +2,9 @@
 
 For one utterance with T' encoder frames:
 
-* every allowed phrase gets its joint score ``(1 - w) * log p_att + w * log P_ctc`` — exactly, one batch for
-  the whole set when it has at most ``exact_limit`` phrases, else by the prefix-trie beam
+* every allowed phrase gets its joint score ``(1 - w) * log p_att + w * log P_ctc`` — exactly when the set
+  has at most ``exact_limit`` phrases (CTC for all, the decoder only for the best by CTC until no other can
+  win), else by the prefix-trie beam
   (:mod:`ceasr.commands.beam`) — and the best one is chosen;
 * its CTC log-likelihood is compared with those of the free alternatives, the CTC greedy transcript and
   the empty transcript: ``confidence = exp((phrase - best of the three) / S)``, with S the frames where
@@ -35,7 +36,7 @@ from ceasr.audio import level_spread_db
 from ceasr.audio import load as load_audio
 from ceasr.commands.beam import TokenTrie, constrained_beam_search
 from ceasr.commands.grammar import Command, CommandSet
-from ceasr.commands.score import ctc_scores, joint_scores, pad_sequences
+from ceasr.commands.score import best_joint_scores, ctc_scores, pad_sequences
 from ceasr.config import CommandConfig
 from ceasr.decode.ctc import ctc_greedy
 from ceasr.errors import CeasrError, ConfigError
@@ -137,12 +138,11 @@ class CommandRecognizer:
                 for r, w in zip(results, waves)]
 
     def phrase_scores(self, memory: torch.Tensor, log_probs: torch.Tensor) -> list[tuple[int, float]]:
-        """(command index, joint score) of the allowed phrases, best first: all of them when the set is small,
-        the beam's n-best otherwise. ``memory`` (1, T', D), ``log_probs`` (T', V)."""
+        """(command index, joint score) of allowed phrases, best first: for a small set, those the exact
+        search had to score (:func:`~ceasr.commands.score.best_joint_scores`), else the beam's n-best.
+        ``memory`` (1, T', D), ``log_probs`` (T', V)."""
         if self.trie is None:
-            scores = joint_scores(self.model, memory, log_probs, self.seqs, self.ctc_weight)
-            order = torch.argsort(scores, descending=True, stable=True).tolist()
-            return [(i, float(scores[i])) for i in order]
+            return best_joint_scores(self.model, memory, log_probs, self.seqs, self.ctc_weight)
         return constrained_beam_search(self.model, memory, log_probs, self.trie, self.cfg.beam_size,
                                        self.ctc_weight)
 
