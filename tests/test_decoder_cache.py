@@ -34,6 +34,17 @@ def test_step_logits_equal_full_forward_at_every_position(layers):
     assert state.length == ys.shape[1]
 
 
+def test_forward_with_one_shared_memory_equals_the_memory_repeated_per_row():
+    dec = _decoder()
+    memory = torch.randn(1, 7, D)
+    ys = torch.randint(0, VOCAB, (4, 5))
+    with torch.inference_mode():
+        for length in (7, 3):  # also a padded memory: frames past the length are masked in every row
+            repeated = dec(memory.repeat(4, 1, 1).clone(), torch.full((4,), length), ys)
+            shared = dec(memory, torch.tensor([length]), ys)
+            torch.testing.assert_close(shared, repeated, atol=1e-6, rtol=1e-6)
+
+
 def test_select_with_shared_memory_equals_recompute_of_reordered_prefixes():
     dec = _decoder()
     memory, lens = torch.randn(1, 5, D), torch.tensor([5])

@@ -103,12 +103,16 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor:
         """x: (B, T, D) queries; memory: (B, S, D) keys/values; key_mask: (B, S) True = attend -> (B, T, D).
 
+        A memory (and key_mask) of batch 1 is shared by all B queries: projected once, then broadcast.
         ``rope`` (cos, sin tables) rotates queries and keys so scores depend on relative offsets only.
         """
         q = self._heads(self.q_proj(x))
         k, v = self.keys_values(memory)
         if rope is not None:
             q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        if k.size(0) == 1 and q.size(0) > 1:  # views: SDPA wants the batch sizes of queries and keys to agree
+            k, v = k.expand(q.size(0), -1, -1, -1), v.expand(q.size(0), -1, -1, -1)
+            key_mask = None if key_mask is None else key_mask.expand(q.size(0), -1)
         return self._attend(q, k, v, key_mask, is_causal)
 
 
@@ -248,7 +252,9 @@ class TransformerDecoder(nn.Module):
     ) -> torch.Tensor:
         """memory: (B, T, D), memory_lens: (B,), ys_in: (B, L) valid ids (pad with any valid id, e.g. eos)
         -> logits (B, L, V). Position i sees ys_in[:, :i+1] only; ``ys_in_lens`` is accepted for symmetry but
-        not needed, since padding comes after every valid position."""
+        not needed, since padding comes after every valid position. A memory of batch 1 (with lengths (1,))
+        is shared by all B sequences, its keys and values projected once (scoring many texts of one
+        utterance)."""
         memory_mask = lengths_to_mask(memory_lens, memory.size(1))  # (B, T)
         length, d_model = ys_in.size(1), self.embed.embedding_dim
         y = self.drop(self.embed(ys_in) * self.scale + sinusoidal_encoding(length, d_model, ys_in.device))
