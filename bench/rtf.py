@@ -4,8 +4,8 @@ Run: ``.venv/bin/python bench/rtf.py --model DIR --manifest TEST.jsonl [--files 
 
 Files of ``--min-seconds``..``--max-seconds`` are picked from the manifest, evenly spread over its rows
 (deterministic). ceasr's RTF covers features + encoder + decoding from a float array (model load and file
-reading excluded), for CTC greedy, CTC prefix beam (beam 4) and attention beam search (beam 4, CTC weight
-0.3). PocketSphinx 5.1.1 (en-us acoustic model) runs in its own venv (``.venv-peers``) on the same samples
+reading excluded), for CTC greedy, CTC prefix beam (beam 4), attention beam search (beam 4, CTC weight
+0.3) and attention rescoring of the CTC prefix beam's 8-best (CTC weight 0.5). PocketSphinx 5.1.1 (en-us acoustic model) runs in its own venv (``.venv-peers``) on the same samples
 written as PCM16 wav, once with its general en-us LM and once with a JSGF grammar of the default domain
 (digit strings of 1-7 words, the 61 command phrases); its timing covers ``process_raw`` from PCM bytes in
 memory (model load excluded). Systems alternate within each of ``--rounds`` rounds; a file's RTF is its
@@ -48,6 +48,8 @@ CEASR_SYSTEMS = {
     "ceasr ctc_greedy": ({"method": "ctc_greedy"}, None),
     "ceasr ctc_prefix_beam (beam 4)": ({"method": "ctc_prefix_beam", "beam_size": 4}, None),
     "ceasr attention (beam 4, ctc 0.3)": ({"method": "attention", "beam_size": 4, "ctc_weight": 0.3}, None),
+    "ceasr attention_rescoring (beam 8, ctc 0.5)": (
+        {"method": "attention_rescoring", "beam_size": 8, "ctc_weight": 0.5}, None),
     "ceasr ctc_greedy, 1 thread": ({"method": "ctc_greedy"}, 1),
 }
 HEADLINE = "ceasr ctc_greedy"

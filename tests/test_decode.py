@@ -21,6 +21,7 @@ from ceasr.decode import (
     ctc_prefix_beam_search_batch,
     decode,
 )
+from ceasr.decode import PRUNE_LOG_PROB
 from ceasr.errors import CeasrError, ConfigError
 
 BLANK, UNK, EOS = 0, 1, 2
@@ -199,8 +200,8 @@ class TableDecoder:
         bias = (enc * mask).sum(1) / enc_lens.clamp_min(1)[:, None]  # (N, V)
         out = torch.zeros(N, L, self.vocab, dtype=torch.float64)
         for n in range(N):
-            for i in range(L):
-                out[n, i] = self.prefix_logits(tuple(ys_in[n, : i + 1].tolist())) + bias[n]
+            for i in range(L):  # a memory of batch 1 is shared by every row, as TransformerDecoder does
+                out[n, i] = self.prefix_logits(tuple(ys_in[n, : i + 1].tolist())) + bias[n if len(bias) > 1 else 0]
         return out
 
 
@@ -208,6 +209,7 @@ class StandInModel:
     """encode() is the identity, so feats are CTC logits (F = D = V); ctc_log_probs() is a log-softmax."""
 
     sos_id = eos_id = EOS
+    blank_id = BLANK
 
     def __init__(self, vocab: int = 6, decoder: bool = True, seed: int = 0):
         self.decoder = TableDecoder(vocab, seed) if decoder else None
@@ -314,7 +316,7 @@ def padded_batch(lens, V=6, seed=0):
     return feats, torch.tensor(lens)
 
 
-@pytest.mark.parametrize("method", ["ctc_greedy", "ctc_prefix_beam", "attention"])
+@pytest.mark.parametrize("method", ["ctc_greedy", "ctc_prefix_beam", "attention", "attention_rescoring"])
 def test_decode_batch_equals_per_utterance(method):
     model = StandInModel(seed=1)
     feats, lens = padded_batch([9, 4, 6])
@@ -328,8 +330,35 @@ def test_decode_batch_equals_per_utterance(method):
         assert hyps[b].score == pytest.approx(single.score)
 
 
+@pytest.mark.parametrize("ctc_weight,seed", [(0.3, 0), (0.5, 1), (0.0, 2), (1.0, 3)])
+def test_attention_rescoring_ranks_the_prefix_beam_nbest_by_the_joint_score(ctc_weight, seed):
+    """Each n-best hypothesis of the prefix beam, rescored by hand: brute-force CTC likelihood and the
+    decoder's log-probabilities of its tokens and eos."""
+    model = StandInModel(seed=seed)
+    feats, lens = padded_batch([7, 5], seed=seed)
+    cfg = DecodeConfig(method="attention_rescoring", beam_size=5, ctc_weight=ctc_weight)
+    got = decode(model, feats, lens, cfg)
+    if ctc_weight == 1.0:  # nothing to rescore: the prefix beam's answer
+        assert got == decode(model, feats, lens, DecodeConfig(method="ctc_prefix_beam", beam_size=5))
+        return
+    for b, n in enumerate(lens.tolist()):
+        enc = feats[b, :n]
+        lp, bias = enc.log_softmax(-1), enc.mean(0)
+        nbest = ctc_prefix_beam_search_batch(feats[b : b + 1, :n].log_softmax(-1), lens[b : b + 1], 5, top_k=5,
+                                             min_log_prob=PRUNE_LOG_PROB)[0]
+        want = []
+        for h in nbest:
+            seq = tuple(h.tokens)
+            att = sum(float((model.decoder.prefix_logits((EOS,) + seq[:i]) + bias).log_softmax(-1)[tok])
+                      for i, tok in enumerate(seq + (EOS,)))
+            want.append(((1 - ctc_weight) * att + ctc_weight * ctc_loss_score(lp, list(seq)), seq))
+        best_score, best_seq = max(want)
+        assert got[b].tokens == best_seq
+        assert got[b].score == pytest.approx(best_score, abs=1e-6)
+
+
 def test_decode_dispatches_through_the_registry():
-    assert set(DECODERS) == {"ctc_greedy", "ctc_prefix_beam", "attention"}
+    assert set(DECODERS) == {"ctc_greedy", "ctc_prefix_beam", "attention", "attention_rescoring"}
     model = StandInModel(seed=4)
     feats, lens = padded_batch([8, 5], seed=4)
     lp = feats.log_softmax(-1)
@@ -344,11 +373,12 @@ def test_decode_dispatches_through_the_registry():
 def test_decode_rejects_bad_config():
     model = StandInModel()
     feats, lens = padded_batch([3])
-    with pytest.raises(ConfigError, match="known: ctc_greedy, ctc_prefix_beam, attention"):
+    with pytest.raises(ConfigError, match="known: ctc_greedy, ctc_prefix_beam, attention, attention_rescoring"):
         decode(model, feats, lens, DecodeConfig(method="viterbi"))
     with pytest.raises(ConfigError, match="beam_size"):
         decode(model, feats, lens, DecodeConfig(method="ctc_prefix_beam", beam_size=0))
     with pytest.raises(ConfigError, match="ctc_weight"):
         decode(model, feats, lens, DecodeConfig(method="attention", ctc_weight=1.5))
-    with pytest.raises(CeasrError, match="CTC-only"):
-        decode(StandInModel(decoder=False), feats, lens, DecodeConfig(method="attention"))
+    for method in ("attention", "attention_rescoring"):
+        with pytest.raises(CeasrError, match="CTC-only"):
+            decode(StandInModel(decoder=False), feats, lens, DecodeConfig(method=method))

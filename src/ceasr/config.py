@@ -134,9 +134,9 @@ class FeatAugmentConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    method: str = "ctc_greedy"  # ctc_greedy | ctc_prefix_beam | attention
+    method: str = "ctc_greedy"  # ctc_greedy | ctc_prefix_beam | attention | attention_rescoring
     beam_size: int = 4
-    ctc_weight: float = 0.3  # for attention: score = (1 - w) * attention + w * CTC prefix score
+    ctc_weight: float = 0.3  # attention(_rescoring): score = (1 - w) * attention + w * CTC (prefix) score
     length_penalty: float = 0.0  # beta: score bonus per output token (ctc_prefix_beam and attention)
     max_len_ratio: float = 1.0  # attention: max output tokens = ratio * encoder frames
     lm: str = ""  # language model directory (ceasr train-lm) or ARPA file; "" decodes without one

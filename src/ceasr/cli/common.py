@@ -40,7 +40,7 @@ def decode_overrides(args) -> list[str]:
 
 
 def add_decode_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", help="ctc_greedy | ctc_prefix_beam | attention")
+    p.add_argument("--method", help="ctc_greedy | ctc_prefix_beam | attention | attention_rescoring")
     p.add_argument("--beam-size", type=int)
     p.add_argument("--decode", help="decode config fields, e.g. ctc_weight=0.5,length_penalty=0.2")
     p.add_argument("--decode-config", help="a decode config file written by ceasr tune-decode")

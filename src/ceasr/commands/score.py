@@ -1,8 +1,6 @@
-"""Exact scores of given token sequences for one utterance: CTC log-likelihood and attention log-probability.
-
-Both are batched over N sequences. The CTC score is minus the CTC loss, log P(y | x) summed over every
-alignment; the attention score is the teacher-forced log-probability of y followed by eos. A joint score is
-``(1 - w) * attention + w * CTC``, the same quantity :mod:`ceasr.commands.beam` accumulates token by token.
+"""Joint scores of allowed phrases for one utterance: ``(1 - w) * attention + w * CTC`` from the exact
+sequence scores of :mod:`ceasr.decode.score`, the same quantity :mod:`ceasr.commands.beam` accumulates token
+by token.
 
 :func:`best_joint_scores` finds the best joint score without running the decoder on every phrase: an attention
 log-probability is at most 0, so ``w * CTC`` bounds a phrase's joint score from above. Phrases are taken in
@@ -15,49 +13,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
+from ceasr.decode.score import attention_scores, ctc_scores, pad_sequences
 
-def pad_sequences(seqs: list[tuple[int, ...]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token sequences -> (N, L) long padded with ``pad`` and lengths (N,). L is at least 1."""
-    width = max([1, *(len(s) for s in seqs)])
-    rows = [[*s, *[pad] * (width - len(s))] for s in seqs]  # one tensor call: this runs per utterance
-    out = torch.tensor(rows, dtype=torch.long) if rows else torch.full((0, 1), pad, dtype=torch.long)
-    return out, torch.tensor([len(s) for s in seqs], dtype=torch.long)
-
-
-def ctc_scores(log_probs: torch.Tensor, seqs: torch.Tensor, lens: torch.Tensor, blank: int = 0) -> torch.Tensor:
-    """log P(seq_i | x) for each of N sequences: ``log_probs`` (T, V) of one utterance, ``seqs`` (N, L) padded,
-    ``lens`` (N,) -> (N,) float64; -inf for a sequence the T frames cannot hold."""
-    T, N = log_probs.shape[0], seqs.shape[0]
-    lp = log_probs.detach().to(torch.float64)[:, None, :].expand(T, N, -1)  # (T, N, V)
-    targets = seqs.clamp_min(0)  # padding is never read (lens), but must be a valid index
-    loss = F.ctc_loss(lp, targets, torch.full((N,), T, dtype=torch.long), lens, blank=blank,
-                      reduction="none", zero_infinity=False)
-    return -loss
-
-
-def attention_scores(
-    decoder, memory: torch.Tensor, seqs: torch.Tensor, lens: torch.Tensor, sos: int, eos: int
-) -> torch.Tensor:
-    """log p_att(seq_i + eos | x) for N sequences: ``memory`` (1, T', D) of one utterance, ``seqs`` (N, L)
-    padded, ``lens`` (N,) -> (N,) float64.
-
-    One decoder call on all N teacher-forced inputs, the memory shared (its keys and values projected once):
-    on a busy CPU that is ~3x faster than stepping the cached decoder L times, whose many small ops wait on
-    descheduled threads.
-    """
-    N, L = seqs.shape
-    ys_in = torch.cat([torch.full((N, 1), sos, dtype=torch.long), seqs.clamp_min(0)], dim=1)  # (N, L + 1)
-    ys_out = torch.cat([seqs.clamp_min(0), torch.full((N, 1), eos, dtype=torch.long)], dim=1)
-    ys_out[torch.arange(N), lens] = eos  # each sequence's own end
-    ys_in, ys_out = ys_in.to(memory.device), ys_out.to(memory.device)
-    mem_lens = torch.full((1,), memory.shape[1], dtype=torch.long, device=memory.device)
-    logits = decoder(memory[:1], mem_lens, ys_in, lens + 1)  # (N, L + 1, V)
-    logp = logits.to(torch.float64).log_softmax(dim=-1)
-    picked = logp.gather(-1, ys_out.unsqueeze(-1)).squeeze(-1)  # (N, L + 1)
-    valid = torch.arange(L + 1, device=logp.device)[None, :] <= lens.to(logp.device)[:, None]  # (N, L + 1)
-    return torch.where(valid, picked, 0.0).sum(dim=1).cpu()
+__all__ = ["attention_scores", "best_joint_scores", "ctc_scores", "joint_scores", "pad_sequences"]
 
 
 def joint_scores(

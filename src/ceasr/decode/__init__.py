@@ -17,6 +17,7 @@ from ceasr.decode.beam import attention_beam_search, attention_nbest
 from ceasr.decode.ctc import CTCPrefixScorer, ctc_greedy, ctc_prefix_beam_search, ctc_prefix_beam_search_batch
 from ceasr.decode.fusion import Fusion, Scorers
 from ceasr.decode.result import Hypothesis
+from ceasr.decode.score import attention_scores, ctc_scores, pad_sequences
 from ceasr.errors import ConfigError
 
 # Tokens below this probability in a frame are not tried by prefix beam search: they cannot carry a prefix
@@ -43,10 +44,39 @@ def _attention(model, enc, enc_lens, cfg: DecodeConfig, fusion: Fusion | None) -
     )]
 
 
+def _attention_rescoring(model, enc, enc_lens, cfg: DecodeConfig, fusion: Fusion | None):
+    """WeNet's attention rescoring: CTC prefix beam search (with the fusion, if any) gives an n-best list
+    (``beam_size``), one teacher-forced decoder call per utterance scores all of it, and hypotheses are ranked
+    by ``w * CTC + (1 - w) * attention + fusion``: the exact CTC log-likelihood of each whole hypothesis, its
+    attention log-probability (eos included), and the fusion's sentence score (lambda * LM, hotwords,
+    beta * length)."""
+    if model.decoder is None:
+        raise ConfigError("decode.method=attention_rescoring needs a model with an attention decoder; this model "
+                          "is CTC-only (use ctc_greedy or ctc_prefix_beam)")
+    log_probs = model.ctc_log_probs(enc)
+    nbest = ctc_prefix_beam_search_batch(log_probs, enc_lens, cfg.beam_size, top_k=cfg.beam_size,
+                                         min_log_prob=PRUNE_LOG_PROB, fusion=fusion)
+    w, out = cfg.ctc_weight, []
+    for b, hyps in enumerate(nbest):
+        n = int(enc_lens[b])
+        if n == 0 or w >= 1.0:
+            out.append(hyps)
+            continue
+        padded, lens = pad_sequences([tuple(h.tokens) for h in hyps], model.eos_id)
+        ctc = ctc_scores(log_probs[b, :n], padded, lens, model.blank_id)
+        att = attention_scores(model.decoder, enc[b : b + 1, :n], padded, lens, model.sos_id, model.eos_id)
+        added = fusion.sentence_scores([h.tokens for h in hyps]) if fusion is not None else [0.0] * len(hyps)
+        totals = [w * float(c) + (1 - w) * float(a) + f for a, c, f in zip(att, ctc, added)]
+        order = sorted(range(len(hyps)), key=lambda i: -totals[i])
+        out.append([Hypothesis(hyps[i].tokens, totals[i], hyps[i].token_scores) for i in order])
+    return out
+
+
 DECODERS = {
     "ctc_greedy": _ctc_greedy,
     "ctc_prefix_beam": _ctc_prefix_beam,
     "attention": _attention,
+    "attention_rescoring": _attention_rescoring,
 }
 # Methods whose searches apply beta (length_penalty) themselves; the others get it through the Fusion.
 _OWN_LENGTH_TERM = {"attention"}
