@@ -33,7 +33,7 @@ from ceasr.data.manifest import load_rows  # noqa: E402
 from ceasr.train import checkpoint as ckpt  # noqa: E402
 from ceasr.metrics import corpus_errors  # noqa: E402
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
-from ceasr.whisper.finetune import EpochReport, _prepare, _subset, finetune, greedy_texts  # noqa: E402
+from ceasr.whisper.finetune import EpochReport, _prepare, _split, _subset, finetune, greedy_texts  # noqa: E402
 from ceasr.whisper.recognizer import load_whisper_dir  # noqa: E402
 
 
@@ -75,6 +75,7 @@ def main() -> None:
     ap.add_argument("--out", default="finetune", help="folder under --work for checkpoints and the model")
     ap.add_argument("--minutes", type=float, default=12.0, help="no new epoch after this much training time")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--train-encoder-layers", type=int, default=0, help="also train the top N encoder blocks")
     ap.add_argument("--merge-ratios", default="0.5,0.7", help="WiSE-FT merges with the last epoch (comma-separated)")
     args = ap.parse_args()
     pin_threads(args.threads)
@@ -89,7 +90,8 @@ def main() -> None:
         max_train_utterances=args.train_utts, max_minutes=args.minutes, batch_size=8, patience=2,
         label_smoothing=args.label_smoothing, lr_find_steps=args.lr_find_steps if auto else 0,
         encoder_cache=args.encoder_cache or str(work / "encoder-cache"),
-        merge_ratios=tuple(float(r) for r in args.merge_ratios.split(",") if r))
+        merge_ratios=tuple(float(r) for r in args.merge_ratios.split(",") if r),
+        train_encoder_layers=args.train_encoder_layers)
     start = time.perf_counter()
     result = finetune(base_dir, load_rows(data / "train.jsonl"), _subset(load_rows(data / "dev.jsonl"), args.dev_utts),
                       work / args.out, cfg, general_rows=load_rows(work / "real" / "real.jsonl"))
@@ -104,7 +106,7 @@ def main() -> None:
     if (last_report["epoch"], 1.0) != (kept.epoch, kept.merge):  # what training reached, even if not kept
         models[f"fine-tuned, last (epoch {last_report['epoch']}, not kept)"] = (last_model, EpochReport(**last_report))
     test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
-    cache = EncoderCache(cfg.encoder_cache, encoder_digest(base))
+    cache = EncoderCache(cfg.encoder_cache, encoder_digest(base, _split(base, cfg)))
     test = _prepare(test_rows, base, tok, cfg, "test", True, cache)
     assert not test.skipped, "every test utterance is readable"
     rows, wers, hyps = [], {}, {}

@@ -261,3 +261,47 @@ def test_finetune_cli_rejects_a_bad_lr_in_one_line(tmp_path):
                            "--train", str(tmp_path / "m.jsonl"), "--dev", str(tmp_path / "m.jsonl"),
                            "--out", str(tmp_path / "out"), "--lr", "fast"], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--lr" in done.stderr, done.stderr
+
+
+def test_encoder_lower_then_finish_is_the_encoder():
+    model = tiny_model(320, seed=4).eval()
+    mel = torch.randn(2, 80, 2 * model.cfg.n_audio_ctx, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        full = model.encode(mel)
+        for split in range(len(model.encoder.blocks) + 1):
+            torch.testing.assert_close(model.encoder.finish(model.encoder.lower(mel, split), split), full)
+
+
+def test_training_the_top_encoder_block_on_cached_states_below_it(tmp_path):
+    """Block 1 of 2 and the final LayerNorm train with the decoder; the stem and block 0 stay bitwise; the cache
+    holds block 0's output, under a digest that ignores the trained part."""
+    from safetensors.torch import load_file
+
+    from ceasr.audio import load
+    from ceasr.whisper.audio import windows
+    from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
+
+    base = _tiny_base(tmp_path)
+    rows = _rows(tmp_path)
+    cfg = WhisperFinetuneConfig(train_encoder_layers=1, merge_ratios=(), encoder_cache=str(tmp_path / "cache"))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-2, max_epochs=2, warmup_steps=0),
+                              batch_size=2, patience=10)
+    finetune(base, rows, rows, tmp_path / "ft", cfg, progress=False)
+    before = load_file(str(base / "model.safetensors"))
+    after = load_file(str(latest_checkpoint(tmp_path / "ft") / "model.safetensors"))
+    changed = {k for k in before if k.startswith("encoder.") and not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("encoder.blocks.1.", "encoder.ln_post.")) for k in changed), changed
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+
+    model, _, _ = load_whisper_dir(base)
+    cache = EncoderCache(tmp_path / "cache", encoder_digest(model, 1))
+    with torch.no_grad():
+        want = model.encoder.lower(windows(load(rows[2].audio), 80), 1)[0]
+        model.encoder.blocks[1].mlp[0].weight.add_(1.0)  # the trained block is not part of the digest
+    torch.testing.assert_close(cache.get(rows[2]).float(), want, rtol=1e-2, atol=1e-2)  # float16
+    assert encoder_digest(model, 1) == cache.digest != encoder_digest(model)
+    with pytest.raises(ConfigError, match="train_encoder_layers=3"):
+        finetune(base, rows, rows, tmp_path / "bad", WhisperFinetuneConfig(train_encoder_layers=3), progress=False)
+    with pytest.raises(ConfigError, match="frozen encoder"):
+        finetune(base, rows, rows, tmp_path / "bad",
+                 WhisperFinetuneConfig(train_encoder_layers=1, freeze_encoder=False), progress=False)

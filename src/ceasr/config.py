@@ -359,6 +359,9 @@ class WhisperFinetuneConfig:
         lr=2e-5, scheduler="constant", warmup_steps=20, max_epochs=5, weight_decay=0.0, grad_clip=1.0, keep_last=1,
     ))
     freeze_encoder: bool = True  # train the decoder only, on encoder outputs computed once
+    # With freeze_encoder: also train the top N encoder blocks and its final LayerNorm, on cached hidden
+    # states of the blocks below (computed once, like the frozen encoder's outputs).
+    train_encoder_layers: int = 0
     layer_decay: float = 1.0  # LR of a layer = lr * layer_decay ** (layers above it); 1 = the same for all
     batch_size: int = 8  # utterances per step
     label_smoothing: float = 0.0  # 0.1 with lr 1e-4 made Whisper base forget real speech (bench/whisper_finetune.py)

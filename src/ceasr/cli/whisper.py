@@ -34,6 +34,7 @@ def _cmd_finetune(args) -> None:
         max_train_utterances=args.max_train, max_minutes=args.max_minutes, encoder_cache=args.encoder_cache or "",
         lr_find_steps=args.lr_find_steps if auto_lr else 0,
         merge_ratios=base.merge_ratios if args.merge_ratios is None else _ratios(args.merge_ratios),
+        train_encoder_layers=args.train_encoder_layers,
     )
     general = load_rows(args.general_dev) if args.general_dev else None
     result = finetune(args.model, load_rows(args.train), load_rows(args.dev), args.out, cfg, general)
@@ -64,6 +65,8 @@ def add_verbs(verbs) -> None:
     p.add_argument("--merge-ratios", help="WiSE-FT candidates: r * last epoch + (1 - r) * pretrained, "
                    "comma-separated (default 0.5,0.7), or none")
     p.add_argument("--train-encoder", action="store_true", help="train everything (default: frozen encoder)")
+    p.add_argument("--train-encoder-layers", type=int, default=0, metavar="N",
+                   help="with the encoder frozen, still train its top N blocks (on cached states below them)")
     p.add_argument("--layer-decay", type=float, default=1.0, help="per-layer LR factor from the top down")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", help="learning rate, or 'auto': the LR range test's suggestion (OUT/lr_find.png)")

@@ -132,12 +132,22 @@ class AudioEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """``mel`` (B, M, F) with F = 2 * n_audio_ctx -> (B, T, D)."""
+        return self.finish(self.lower(mel, len(self.blocks)), len(self.blocks))
+
+    def lower(self, mel: torch.Tensor, stop: int) -> torch.Tensor:
+        """The hidden states (B, T, D) after the stem and blocks ``[0, stop)``: what :meth:`finish` takes."""
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # (B, T, D)
         if x.size(1) != self.positional_embedding.size(0):
             raise ValueError(f"encoder expects {2 * self.positional_embedding.size(0)} mel frames, got {mel.size(2)}")
         x = x + self.positional_embedding
-        for block in self.blocks:
+        for block in self.blocks[:stop]:
+            x, _ = block(x)
+        return x
+
+    def finish(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Blocks ``[start, n)`` and the final LayerNorm on hidden states (B, T, D) from :meth:`lower`."""
+        for block in self.blocks[start:]:
             x, _ = block(x)
         return self.ln_post(x)
 

@@ -21,13 +21,18 @@ from ceasr.data.manifest import Utterance
 from ceasr.io import atomic_write_bytes
 
 
-def encoder_digest(model) -> str:
-    """A hash of the encoder's parameters and buffers (names, shapes, dtypes and values)."""
+def encoder_digest(model, stop: int | None = None) -> str:
+    """A hash of the encoder's parameters and buffers (names, shapes, dtypes and values); with ``stop``, of
+    what the hidden states after its first ``stop`` blocks depend on (the stem and those blocks), for caches
+    of :meth:`AudioEncoder.lower` outputs."""
     h = hashlib.sha1()
+    below = ("conv1.", "conv2.", "positional_embedding", *(f"blocks.{i}." for i in range(stop or 0)))
     for name, t in sorted(model.encoder.state_dict().items()):
+        if stop is not None and not name.startswith(below):
+            continue
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    h.update(f"n_mels={model.cfg.n_mels}".encode())
+    h.update(f"n_mels={model.cfg.n_mels}".encode() + (b"" if stop is None else f"|stop={stop}".encode()))
     return h.hexdigest()
 
 

@@ -2,7 +2,9 @@
 
 The decoder is taught ``sot language transcribe no_timestamps`` + `` text`` + ``eot`` (the prompt's
 positions carry no loss). With ``freeze_encoder`` the encoder runs once per utterance before training and
-its outputs (float16) are reused every epoch, so an epoch costs only decoder passes. Layer-wise LR decay
+its outputs (float16) are reused every epoch, so an epoch costs only decoder passes; with
+``train_encoder_layers`` N as well, what is computed once and reused is the hidden state below the top N
+encoder blocks, which train with the decoder (N blocks' passes per epoch instead of all). Layer-wise LR decay
 gives each depth ``lr * layer_decay ** (depths above it)``. Every epoch ends with a checkpoint
 (``OUT/checkpoints``) and a greedy decode of the dev set (and of the optional general-speech dev set).
 
@@ -13,7 +15,8 @@ a merge often keeps most of the gain on the new domain and little of the forgett
 Keep rule (guarding against forgetting): the kept model is the candidate with the lowest dev WER among the
 pretrained model (epoch 0), the epochs and the merges whose general-speech WER is at most the pretrained
 model's plus ``max_forgetting`` points (every candidate qualifies without a general set); ties go to the
-lower general-speech WER, then the earlier epoch, then the smaller ratio. Training stops early after ``patience`` epochs without a better dev
+lower general-speech WER, then the earlier epoch, then the smaller ratio. Training stops early after
+``patience`` epochs without a better dev
 WER. ``OUT/model`` is the kept model; ``OUT/finetune.json`` the report.
 """
 
@@ -51,8 +54,9 @@ from ceasr.whisper.tokenizer import WhisperTokenizer
 
 @dataclass
 class Examples:
-    """Utterances ready for the model: ``inputs`` are encoder outputs (N, T, D) when the encoder is frozen,
-    else log-mel windows (N, M, 3000); both float16 to halve the memory."""
+    """Utterances ready for the model: ``inputs`` are encoder outputs (N, T, D) when the encoder is frozen
+    (the hidden states below the trained top blocks with ``train_encoder_layers``), else log-mel windows
+    (N, M, 3000); float16 to halve the memory."""
 
     inputs: torch.Tensor
     targets: list[list[int]]  # text ids, with the leading space Whisper writes
@@ -104,23 +108,39 @@ def _prepare(rows: list[Utterance], model: Whisper, tok: WhisperTokenizer, cfg: 
     if not inputs:
         raise ConfigError(f"{name}: no usable utterance")
     if cfg.freeze_encoder and todo:
-        _encode_into(model, inputs, todo, cache, name, progress)
+        _encode_into(model, inputs, todo, cache, name, progress, _split(model, cfg))
     return Examples(torch.stack(inputs), targets, refs, skipped)
 
 
 @torch.no_grad()
 def _encode_into(model: Whisper, inputs: list, todo: list[tuple[int, Utterance]], cache: EncoderCache | None,
-                 name: str, progress: bool, batch: int = 4) -> None:
-    """Replace ``inputs[i]`` (log-mel) by its encoder output for each ``(i, utt)`` of ``todo``, storing each
-    batch in ``cache`` as soon as it is done (an interrupted run keeps what it encoded)."""
+                 name: str, progress: bool, split: int | None = None, batch: int = 4) -> None:
+    """Replace ``inputs[i]`` (log-mel) by its encoder output (by the hidden state after block ``split``
+    when given) for each ``(i, utt)`` of ``todo``, storing each batch in ``cache`` as soon as it is done (an
+    interrupted run keeps what it encoded)."""
     model.eval()
     for start in tqdm(range(0, len(todo), batch), desc=f"encode {name}", disable=not progress, leave=False):
         chunk = todo[start : start + batch]
-        encoded = model.encode(torch.stack([inputs[i] for i, _ in chunk]).float()).half()
+        mels = torch.stack([inputs[i] for i, _ in chunk]).float()
+        encoded = (model.encode(mels) if split is None else model.encoder.lower(mels, split)).half()
         for (i, utt), enc in zip(chunk, encoded):
             inputs[i] = enc
             if cache is not None:
                 cache.put(utt, enc)
+
+
+def _split(model: Whisper, cfg: WhisperFinetuneConfig) -> int | None:
+    """The first trained encoder block when only the top ``train_encoder_layers`` train, else None."""
+    k = cfg.train_encoder_layers
+    return len(model.encoder.blocks) - k if cfg.freeze_encoder and k > 0 else None
+
+
+def _encoded(model: Whisper, x: torch.Tensor, cfg: WhisperFinetuneConfig) -> torch.Tensor:
+    """The encoder output (B, T, D) for a batch of :class:`Examples` inputs."""
+    if not cfg.freeze_encoder:
+        return model.encode(x)
+    split = _split(model, cfg)
+    return x if split is None else model.encoder.finish(x, split)
 
 
 def _subset(rows: list, limit: int) -> list:
@@ -154,8 +174,7 @@ def _batch(tok: WhisperTokenizer, prompt: list[int], targets: list[list[int]]):
 
 
 def _loss(model: Whisper, ex: Examples, idx: list[int], prompt, tok, cfg: WhisperFinetuneConfig) -> torch.Tensor:
-    x = ex.inputs[idx].float()
-    enc = x if cfg.freeze_encoder else model.encode(x)
+    enc = _encoded(model, ex.inputs[idx].float(), cfg)
     tokens, labels = _batch(tok, prompt, [ex.targets[i] for i in idx])
     logits = teacher_forced_logits(model.decoder, tokens, enc)
     return cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
@@ -172,9 +191,8 @@ def greedy_texts(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: Whisp
     dcfg = WhisperDecodeConfig(language=cfg.language, max_new_tokens=min(224, 2 * longest + 10))
     hyps = []
     for i in range(0, len(ex.refs), batch):
-        x = ex.inputs[i : i + batch].float()
-        enc = x if cfg.freeze_encoder else model.encode(x)
-        prompts = torch.tensor([prompt] * len(x))
+        enc = _encoded(model, ex.inputs[i : i + batch].float(), cfg)
+        prompts = torch.tensor([prompt] * len(enc))
         hyps += [normalize(tok.decode(toks), cfg.language) for toks, _, _ in greedy(model, enc, prompts, tok, dcfg)]
     return hyps
 
@@ -347,6 +365,15 @@ def _merges(model: Whisper, pretrained: dict, epoch: int, sets, tok, cfg: Whispe
     return reports
 
 
+def _check_encoder_layers(model: Whisper, cfg: WhisperFinetuneConfig) -> None:
+    n, k = len(model.encoder.blocks), cfg.train_encoder_layers
+    if not 0 <= k <= n:
+        raise ConfigError(f"train_encoder_layers={k}: this encoder has {n} blocks")
+    if k > 0 and not cfg.freeze_encoder:
+        raise ConfigError("train_encoder_layers: only with a frozen encoder (training the whole encoder already "
+                          "trains every block)")
+
+
 def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[Utterance], out_dir: str | Path,
              cfg: WhisperFinetuneConfig = WhisperFinetuneConfig(), general_rows: list[Utterance] | None = None,
              progress: bool = True) -> FinetuneResult:
@@ -359,10 +386,15 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     start = time.perf_counter()
     out_dir = Path(out_dir)
     model, dir_cfg, tok = load_whisper_dir(model_dir)
+    _check_encoder_layers(model, cfg)
     torch.manual_seed(cfg.train.seed)
     for p in model.encoder.parameters():
         p.requires_grad_(not cfg.freeze_encoder)
-    cache = EncoderCache(cfg.encoder_cache, encoder_digest(model)) if cfg.encoder_cache else None
+    split = _split(model, cfg)
+    if split is not None:
+        for p in [*model.encoder.blocks[split:].parameters(), *model.encoder.ln_post.parameters()]:
+            p.requires_grad_(True)
+    cache = EncoderCache(cfg.encoder_cache, encoder_digest(model, split)) if cfg.encoder_cache else None
     train = _prepare(_subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress, cache)
     dev = _prepare(dev_rows, model, tok, cfg, "dev", progress, cache)
     general = _prepare(general_rows, model, tok, cfg, "general", progress, cache) if general_rows else None
