@@ -1,6 +1,6 @@
-"""Joint scores of allowed phrases for one utterance: ``(1 - w) * attention + w * CTC`` from the exact
-sequence scores of :mod:`ceasr.decode.score`, the same quantity :mod:`ceasr.commands.beam` accumulates token
-by token.
+"""The best allowed phrase for one utterance by the joint score ``(1 - w) * attention + w * CTC``
+(:func:`ceasr.decode.score.joint_scores`), the same quantity :mod:`ceasr.commands.beam` accumulates token by
+token.
 
 :func:`best_joint_scores` finds the best joint score without running the decoder on every phrase: an attention
 log-probability is at most 0, so ``w * CTC`` bounds a phrase's joint score from above. Phrases are taken in
@@ -14,22 +14,9 @@ import math
 
 import torch
 
-from ceasr.decode.score import attention_scores, ctc_scores, pad_sequences
+from ceasr.decode.score import attention_scores, ctc_scores, joint_scores, pad_sequences
 
 __all__ = ["attention_scores", "best_joint_scores", "ctc_scores", "joint_scores", "pad_sequences"]
-
-
-def joint_scores(
-    model, memory: torch.Tensor, log_probs: torch.Tensor, seqs: list[tuple[int, ...]], ctc_weight: float
-) -> torch.Tensor:
-    """(N,) float64 ``(1 - w) * attention + w * CTC`` scores of ``seqs`` for one utterance (memory (1, T', D),
-    log_probs (T', V)). With ``w == 1`` (or no decoder) the attention decoder is not run."""
-    padded, lens = pad_sequences(seqs, model.eos_id)
-    score = ctc_weight * ctc_scores(log_probs, padded, lens, model.blank_id) if ctc_weight > 0 else 0.0
-    if ctc_weight < 1:
-        att = attention_scores(model.decoder, memory, padded, lens, model.sos_id, model.eos_id)
-        score = score + (1 - ctc_weight) * att
-    return torch.as_tensor(score, dtype=torch.float64).expand(len(seqs)).clone()
 
 
 def best_joint_scores(

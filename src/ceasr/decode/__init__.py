@@ -17,7 +17,7 @@ from ceasr.decode.beam import attention_beam_search, attention_nbest
 from ceasr.decode.ctc import CTCPrefixScorer, ctc_greedy, ctc_prefix_beam_search, ctc_prefix_beam_search_batch
 from ceasr.decode.fusion import Fusion, Scorers
 from ceasr.decode.result import Hypothesis
-from ceasr.decode.score import attention_scores, ctc_scores, pad_sequences
+from ceasr.decode.score import joint_scores
 from ceasr.errors import ConfigError
 
 # Tokens below this probability in a frame are not tried by prefix beam search: they cannot carry a prefix
@@ -62,11 +62,10 @@ def _attention_rescoring(model, enc, enc_lens, cfg: DecodeConfig, fusion: Fusion
         if n == 0 or w >= 1.0:
             out.append(hyps)
             continue
-        padded, lens = pad_sequences([tuple(h.tokens) for h in hyps], model.eos_id)
-        ctc = ctc_scores(log_probs[b, :n], padded, lens, model.blank_id)
-        att = attention_scores(model.decoder, enc[b : b + 1, :n], padded, lens, model.sos_id, model.eos_id)
-        added = fusion.sentence_scores([h.tokens for h in hyps]) if fusion is not None else [0.0] * len(hyps)
-        totals = [w * float(c) + (1 - w) * float(a) + f for a, c, f in zip(att, ctc, added)]
+        seqs = [tuple(h.tokens) for h in hyps]
+        joint = joint_scores(model, enc[b : b + 1, :n], log_probs[b, :n], seqs, w).tolist()
+        added = fusion.sentence_scores(seqs) if fusion is not None else [0.0] * len(hyps)
+        totals = [j + f for j, f in zip(joint, added)]
         order = sorted(range(len(hyps)), key=lambda i: -totals[i])
         out.append([Hypothesis(hyps[i].tokens, totals[i], hyps[i].token_scores) for i in order])
     return out

@@ -1,7 +1,7 @@
 """Exact scores of given token sequences for one utterance, batched over N sequences: the CTC log-likelihood
 (minus the CTC loss: log P(y | x) summed over every alignment) and the attention log-probability (y
 teacher-forced, followed by eos). Used by attention rescoring (:mod:`ceasr.decode`) and by command
-recognition (:mod:`ceasr.commands.score`).
+recognition (:mod:`ceasr.commands.score`), and their joint score ``(1 - w) * attention + w * CTC``.
 """
 
 from __future__ import annotations
@@ -50,3 +50,16 @@ def attention_scores(
     picked = logp.gather(-1, ys_out.unsqueeze(-1)).squeeze(-1)  # (N, L + 1)
     valid = torch.arange(L + 1, device=logp.device)[None, :] <= lens.to(logp.device)[:, None]  # (N, L + 1)
     return torch.where(valid, picked, 0.0).sum(dim=1).cpu()
+
+
+def joint_scores(
+    model, memory: torch.Tensor, log_probs: torch.Tensor, seqs: list[tuple[int, ...]], ctc_weight: float
+) -> torch.Tensor:
+    """(N,) float64 ``(1 - w) * attention + w * CTC`` scores of ``seqs`` for one utterance (memory (1, T', D),
+    log_probs (T', V)). With ``w == 1`` (or no decoder) the attention decoder is not run."""
+    padded, lens = pad_sequences(seqs, model.eos_id)
+    score = ctc_weight * ctc_scores(log_probs, padded, lens, model.blank_id) if ctc_weight > 0 else 0.0
+    if ctc_weight < 1:
+        att = attention_scores(model.decoder, memory, padded, lens, model.sos_id, model.eos_id)
+        score = score + (1 - ctc_weight) * att
+    return torch.as_tensor(score, dtype=torch.float64).expand(len(seqs)).clone()
