@@ -33,7 +33,8 @@ from ceasr.data.manifest import load_rows  # noqa: E402
 from ceasr.train import checkpoint as ckpt  # noqa: E402
 from ceasr.metrics import corpus_errors  # noqa: E402
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
-from ceasr.whisper.finetune import EpochReport, _prepare, _split, _subset, finetune, greedy_texts  # noqa: E402
+from ceasr.whisper.finetune import _prepare, _split, _subset, finetune, greedy_texts  # noqa: E402
+from ceasr.whisper.selection import EpochReport  # noqa: E402
 from ceasr.whisper.recognizer import load_whisper_dir  # noqa: E402
 
 

@@ -17,7 +17,8 @@ from ceasr.data.manifest import Utterance
 from ceasr.losses import cross_entropy
 from ceasr.train.checkpoint import latest_checkpoint
 from ceasr.whisper.convert import convert_whisper
-from ceasr.whisper.finetune import EpochReport, _batch, _keep, finetune, param_groups
+from ceasr.whisper.finetune import _batch, finetune, param_groups
+from ceasr.whisper.selection import EpochReport, keep_rule
 from ceasr.whisper.recognizer import load_whisper_dir
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -69,7 +70,7 @@ def test_finetune_lowers_the_loss_and_keeps_by_the_stated_rule(tmp_path):
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert [(e.epoch, e.merge) for e in result.epochs[5:]] == [(4, r) for r in cfg.merge_ratios]
     report = json.loads((tmp_path / "ft" / "finetune.json").read_text())
-    assert result.kept == _keep(result.epochs, cfg.max_forgetting)
+    assert result.kept == keep_rule(result.epochs, cfg.max_forgetting)
     assert report["kept_epoch"] == result.kept_epoch and report["kept_merge"] == result.kept_report.merge
     assert [e["kept"] for e in report["epochs"]].count(True) == 1
     assert result.kept_report.dev_wer <= result.epochs[0].dev_wer
@@ -79,24 +80,24 @@ def test_finetune_lowers_the_loss_and_keeps_by_the_stated_rule(tmp_path):
 def test_keep_rule_on_hand_made_reports():
     r = [EpochReport(0, None, 50.0, 10.0), EpochReport(1, 1.0, 20.0, 10.5), EpochReport(2, 0.5, 10.0, 12.0),
          EpochReport(3, 0.4, 15.0, 11.0)]
-    assert _keep(r, 1.0) == 3  # epoch 2 is best on dev but forgot 2 points
-    assert _keep(r, 2.0) == 2
-    assert _keep(r[:1] + [EpochReport(1, 1.0, 60.0, 20.0)], 1.0) == 0  # nothing better: keep the pretrained
+    assert keep_rule(r, 1.0) == 3  # epoch 2 is best on dev but forgot 2 points
+    assert keep_rule(r, 2.0) == 2
+    assert keep_rule(r[:1] + [EpochReport(1, 1.0, 60.0, 20.0)], 1.0) == 0  # nothing better: keep the pretrained
     no_general = [dataclasses.replace(x, general_wer=None) for x in r]
-    assert _keep(no_general, 1.0) == 2
+    assert keep_rule(no_general, 1.0) == 2
     # Merges of epoch 3 with the pretrained weights: the half merge ties epoch 3's dev WER and wins the tie on
     # general WER; the quarter merge is better on dev and kept.
     merges = [EpochReport(3, None, 15.0, 10.0, merge=0.5), EpochReport(3, None, 14.0, 10.2, merge=0.25)]
-    assert _keep(r + merges[:1], 1.0) == 4
+    assert keep_rule(r + merges[:1], 1.0) == 4
     same = [EpochReport(3, None, 15.0, 10.0, merge=0.7), merges[0]]
-    assert _keep(r + same, 1.0) == 5  # a full tie: the smaller ratio
-    assert _keep(r + merges, 1.0) == 5
-    assert _keep(r + [dataclasses.replace(merges[1], general_wer=11.5)], 1.0) == 3  # forgot too much
+    assert keep_rule(r + same, 1.0) == 5  # a full tie: the smaller ratio
+    assert keep_rule(r + merges, 1.0) == 5
+    assert keep_rule(r + [dataclasses.replace(merges[1], general_wer=11.5)], 1.0) == 3  # forgot too much
     assert [x.name for x in r[:1] + merges] == ["0", "3x0.5", "3x0.25"]
 
 
 def test_merge_weights_interpolates_floats_only():
-    from ceasr.whisper.finetune import merge_weights
+    from ceasr.whisper.selection import merge_weights
 
     a = {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor([1])}
     b = {"w": torch.tensor([4.0, -2.0]), "n": torch.tensor([5])}
@@ -114,7 +115,7 @@ def test_a_kept_merge_is_exported_as_the_interpolated_weights(tmp_path, monkeypa
     cfg = WhisperFinetuneConfig(merge_ratios=(0.3,))
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-2, max_epochs=2, warmup_steps=0),
                               batch_size=2, patience=10)
-    monkeypatch.setattr(ft, "_keep", lambda reports, _: len(reports) - 1)  # the newest candidate
+    monkeypatch.setattr(ft, "keep_rule", lambda reports, _: len(reports) - 1)  # the newest candidate
     result = ft.finetune(base, rows, rows, tmp_path / "ft", cfg, progress=False)
     assert (result.kept_epoch, result.kept_report.merge) == (2, 0.3)
     pretrained = load_file(str(base / "model.safetensors"))

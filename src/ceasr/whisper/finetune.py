@@ -49,6 +49,7 @@ from ceasr.whisper.decoding import greedy
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
 from ceasr.whisper.factorized import teacher_forced_logits
 from ceasr.whisper.recognizer import load_whisper_dir
+from ceasr.whisper.selection import EpochReport, FinetuneResult, keep_rule, merge_weights
 from ceasr.whisper.tokenizer import WhisperTokenizer
 
 
@@ -62,20 +63,6 @@ class Examples:
     targets: list[list[int]]  # text ids, with the leading space Whisper writes
     refs: list[str]  # normalized references
     skipped: int
-
-
-@dataclass(frozen=True)
-class EpochReport:
-    epoch: int
-    train_loss: float | None
-    dev_wer: float
-    general_wer: float | None
-    kept: bool = False
-    merge: float = 1.0  # share of this epoch's weights in a merge with the pretrained ones; 1 = the epoch itself
-
-    @property
-    def name(self) -> str:
-        return str(self.epoch) if self.merge == 1.0 else f"{self.epoch}x{self.merge:g}"
 
 
 def _read(utt: Utterance, model: Whisper) -> torch.Tensor:
@@ -209,52 +196,6 @@ def _evaluate(model: Whisper, sets, tok: WhisperTokenizer, cfg: WhisperFinetuneC
     return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer, merge=merge)
 
 
-def merge_weights(pretrained: dict, tuned: dict, ratio: float) -> dict:
-    """``(1 - ratio) * pretrained + ratio * tuned`` for every floating-point tensor (others from ``tuned``)."""
-    return {k: torch.lerp(pretrained[k], v, ratio) if v.is_floating_point() else v for k, v in tuned.items()}
-
-
-@dataclass(frozen=True)
-class FinetuneResult:
-    epochs: list[EpochReport]  # epoch 0 (pretrained), the trained epochs, then the merges
-    kept: int  # index into ``epochs`` of the kept candidate
-    model_dir: Path
-    skipped: int  # unreadable or too long utterances over all sets
-    seconds: float
-    lr: float  # the top layers' learning rate used (the LR range test's suggestion with lr_find_steps)
-
-    @property
-    def kept_report(self) -> EpochReport:
-        return self.epochs[self.kept]
-
-    @property
-    def kept_epoch(self) -> int:  # 0: the pretrained model was kept
-        return self.kept_report.epoch
-
-    def table(self) -> str:
-        """One line per candidate (epoch 0 = before fine-tuning, ``4x0.5`` = a merge with epoch 4); the last
-        line states what was kept."""
-        lines = ["epoch  train_loss  dev_WER  general_WER  kept"]
-        for e in self.epochs:
-            loss = "-" if e.train_loss is None else f"{e.train_loss:.4f}"
-            gen = "-" if e.general_wer is None else f"{e.general_wer:.2f}"
-            lines.append(f"{e.name:>5}  {loss:>10}  {e.dev_wer:>7.2f}  {gen:>11}  {'*' if e.kept else ''}")
-        best = self.kept_report
-        lines.append(f"kept epoch {best.name}: dev WER {best.dev_wer:.2f}% -> {self.model_dir} "
-                     f"({self.seconds:.0f} s, lr {self.lr:.3g}, {self.skipped} skipped)")
-        return "\n".join(lines)
-
-
-def _keep(reports: list[EpochReport], max_forgetting: float) -> int:
-    """The keep rule: the index of the lowest dev WER among epoch 0 and the candidates that forgot at most
-    ``max_forgetting`` points; ties go to the lower general WER, then the earlier epoch, the smaller ratio."""
-    base = reports[0].general_wer
-    allowed = [i for i, r in enumerate(reports)
-               if i == 0 or base is None or r.general_wer <= base + max_forgetting]
-    r = reports
-    return min(allowed, key=lambda i: (r[i].dev_wer, r[i].general_wer or 0.0, r[i].epoch, r[i].merge))
-
-
 def _step(model, ex, idx, prompt, tok, cfg, optimizer) -> float:
     """One optimizer step on the examples ``idx``; returns the batch loss."""
     loss = _loss(model, ex, idx, prompt, tok, cfg)
@@ -335,7 +276,7 @@ def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> 
         step += n
         reports.append(evaluate(epoch, loss))
         paths[epoch] = save(step, epoch)
-        kept = _keep(reports, cfg.max_forgetting)  # only ever moves to the newest epoch, so never a pruned one
+        kept = keep_rule(reports, cfg.max_forgetting)  # only ever moves to the newest epoch, so never a pruned one
         ckpt.mark_best(out_dir, paths[kept], "dev_wer", reports[kept].dev_wer)
         ckpt.prune(out_dir, cfg.train.keep_last)
         print(f"epoch {epoch}: train loss {loss:.4f}, dev WER {reports[-1].dev_wer:.2f}%"
@@ -405,7 +346,7 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     pretrained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     reports, paths = _fit(model, tok, cfg, sets, out_dir, progress, start)
     reports += _merges(model, pretrained, reports[-1].epoch, sets, tok, cfg)
-    kept = _keep(reports, cfg.max_forgetting)
+    kept = keep_rule(reports, cfg.max_forgetting)
     choice = reports[kept]
     ckpt.load_checkpoint(paths[choice.epoch], model, restore_rng=False)
     if choice.merge != 1.0:

@@ -1,0 +1,70 @@
+"""What fine-tuning chooses between: the candidates (the pretrained model, each epoch, each merge of the last
+epoch with the pretrained weights), their reports, and the keep rule (see :mod:`ceasr.whisper.finetune`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    train_loss: float | None
+    dev_wer: float
+    general_wer: float | None
+    kept: bool = False
+    merge: float = 1.0  # share of this epoch's weights in a merge with the pretrained ones; 1 = the epoch itself
+
+    @property
+    def name(self) -> str:
+        return str(self.epoch) if self.merge == 1.0 else f"{self.epoch}x{self.merge:g}"
+
+
+def merge_weights(pretrained: dict, tuned: dict, ratio: float) -> dict:
+    """``(1 - ratio) * pretrained + ratio * tuned`` for every floating-point tensor (others from ``tuned``)."""
+    return {k: torch.lerp(pretrained[k], v, ratio) if v.is_floating_point() else v for k, v in tuned.items()}
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    epochs: list[EpochReport]  # epoch 0 (pretrained), the trained epochs, then the merges
+    kept: int  # index into ``epochs`` of the kept candidate
+    model_dir: Path
+    skipped: int  # unreadable or too long utterances over all sets
+    seconds: float
+    lr: float  # the top layers' learning rate used (the LR range test's suggestion with lr_find_steps)
+
+    @property
+    def kept_report(self) -> EpochReport:
+        return self.epochs[self.kept]
+
+    @property
+    def kept_epoch(self) -> int:  # 0: the pretrained model was kept
+        return self.kept_report.epoch
+
+    def table(self) -> str:
+        """One line per candidate (epoch 0 = before fine-tuning, ``4x0.5`` = a merge with epoch 4); the last
+        line states what was kept."""
+        lines = ["epoch  train_loss  dev_WER  general_WER  kept"]
+        for e in self.epochs:
+            loss = "-" if e.train_loss is None else f"{e.train_loss:.4f}"
+            gen = "-" if e.general_wer is None else f"{e.general_wer:.2f}"
+            lines.append(f"{e.name:>5}  {loss:>10}  {e.dev_wer:>7.2f}  {gen:>11}  {'*' if e.kept else ''}")
+        best = self.kept_report
+        lines.append(f"kept epoch {best.name}: dev WER {best.dev_wer:.2f}% -> {self.model_dir} "
+                     f"({self.seconds:.0f} s, lr {self.lr:.3g}, {self.skipped} skipped)")
+        return "\n".join(lines)
+
+
+def keep_rule(reports: list[EpochReport], max_forgetting: float) -> int:
+    """The keep rule: the index of the lowest dev WER among epoch 0 and the candidates that forgot at most
+    ``max_forgetting`` points; ties go to the lower general WER, then the earlier epoch, the smaller ratio."""
+    base = reports[0].general_wer
+    allowed = [i for i, r in enumerate(reports)
+               if i == 0 or base is None or r.general_wer <= base + max_forgetting]
+    r = reports
+    return min(allowed, key=lambda i: (r[i].dev_wer, r[i].general_wer or 0.0, r[i].epoch, r[i].merge))
