@@ -5,12 +5,13 @@ Run: ``.venv/bin/python bench/rtf.py --model DIR --manifest TEST.jsonl [--files 
 Files of ``--min-seconds``..``--max-seconds`` are picked from the manifest, evenly spread over its rows
 (deterministic). ceasr's RTF covers features + encoder + decoding from a float array (model load and file
 reading excluded), for CTC greedy, CTC prefix beam (beam 4), attention beam search (beam 4, CTC weight
-0.3) and attention rescoring of the CTC prefix beam's 8-best (CTC weight 0.5). PocketSphinx 5.1.1 (en-us acoustic model) runs in its own venv (``.venv-peers``) on the same samples
-written as PCM16 wav, once with its general en-us LM and once with a JSGF grammar of the default domain
-(digit strings of 1-7 words, the 61 command phrases); its timing covers ``process_raw`` from PCM bytes in
-memory (model load excluded). Systems alternate within each of ``--rounds`` rounds; a file's RTF is its
-median over rounds, and the table gives the median and p90 over files and the corpus WER (S, D, I, N) on
-text normalized by ceasr's normalizer for every system. The last line is the headline: ceasr greedy RTF.
+0.3) and attention rescoring of the CTC prefix beam's 8-best (CTC weight 0.5). PocketSphinx 5.1.1 (en-us
+acoustic model) runs in its own venv (``.venv-peers``) on the same samples written as PCM16 wav, once with
+its general en-us LM and once with a JSGF grammar of the default domain (digit strings of 1-7 words, the 61
+command phrases); its timing covers ``process_raw`` from PCM bytes in memory (model load excluded).
+Systems alternate within each of ``--rounds`` rounds; a file's RTF is its median over rounds, and the table
+gives the median and p90 over files and the corpus WER (S, D, I, N) on text normalized by ceasr's normalizer
+for every system. The last line is the headline: ceasr greedy RTF.
 """
 
 from __future__ import annotations

@@ -83,10 +83,14 @@ class MultiHeadAttention(nn.Module):
         key_mask: torch.Tensor | None = None,
         is_causal: bool = False,
     ) -> torch.Tensor:
-        """x: (B, T, D) queries over projected keys/values (B, H, S, Dh) -> (B, T, D); key_mask: (B, S)."""
+        """x: (B, T, D) queries over projected keys/values (B, H, S, Dh) -> (B, T, D); key_mask: (B, S).
+        Keys, values and mask of batch 1 are shared by all B queries."""
         return self._attend(self._heads(self.q_proj(x)), k, v, key_mask, is_causal)
 
     def _attend(self, q, k, v, key_mask, is_causal) -> torch.Tensor:
+        if k.size(0) == 1 and q.size(0) > 1:  # views: SDPA wants the batch sizes of queries and keys to agree
+            k, v = k.expand(q.size(0), -1, -1, -1), v.expand(q.size(0), -1, -1, -1)
+            key_mask = None if key_mask is None else key_mask.expand(q.size(0), -1)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, S)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
@@ -110,9 +114,6 @@ class MultiHeadAttention(nn.Module):
         k, v = self.keys_values(memory)
         if rope is not None:
             q, k = apply_rotary(q, rope), apply_rotary(k, rope)
-        if k.size(0) == 1 and q.size(0) > 1:  # views: SDPA wants the batch sizes of queries and keys to agree
-            k, v = k.expand(q.size(0), -1, -1, -1), v.expand(q.size(0), -1, -1, -1)
-            key_mask = None if key_mask is None else key_mask.expand(q.size(0), -1)
         return self._attend(q, k, v, key_mask, is_causal)
 
 
@@ -274,17 +275,13 @@ class TransformerDecoder(nn.Module):
     def step(self, state: DecoderState, tokens: torch.Tensor) -> tuple[torch.Tensor, DecoderState]:
         """Feed one token per hypothesis, tokens: (N,) at position ``state.length`` -> next-token logits (N, V)
         and the state including it. Equals ``forward`` on the whole prefix, at its last position."""
-        n, length = tokens.size(0), state.length
+        length = state.length
         d_model = self.embed.embedding_dim
         pos = sinusoidal_encoding(length + 1, d_model, tokens.device)[length]  # (D,)
         y = self.drop(self.embed(tokens[:, None]) * self.scale + pos)  # (N, 1, D)
-        shared = state.memory_mask.size(0) == 1 and n > 1
-        mask = state.memory_mask.expand(n, -1) if shared else state.memory_mask
         self_kv = []
-        for layer, past, (mk, mv) in zip(self.layers, state.self_kv, state.memory_kv):
-            if shared:  # views: SDPA wants the batch sizes of queries and keys to agree
-                mk, mv = mk.expand(n, -1, -1, -1), mv.expand(n, -1, -1, -1)
-            y, kv = layer.step(y, past, (mk, mv), mask)
+        for layer, past, memory_kv in zip(self.layers, state.self_kv, state.memory_kv):
+            y, kv = layer.step(y, past, memory_kv, state.memory_mask)  # a batch-1 memory is shared (_attend)
             self_kv.append(kv)
         logits = self.out(self.norm(y[:, 0]))  # (N, V)
         return logits, dataclasses.replace(state, self_kv=tuple(self_kv), length=length + 1)

@@ -16,8 +16,8 @@ Keep rule (guarding against forgetting): the kept model is the candidate with th
 pretrained model (epoch 0), the epochs and the merges whose general-speech WER is at most the pretrained
 model's plus ``max_forgetting`` points (every candidate qualifies without a general set); ties go to the
 lower general-speech WER, then the earlier epoch, then the smaller ratio. Training stops early after
-``patience`` epochs without a better dev
-WER. ``OUT/model`` is the kept model; ``OUT/finetune.json`` the report.
+``patience`` epochs without a better dev WER. ``OUT/model`` is the kept model; ``OUT/finetune.json`` the
+report.
 """
 
 from __future__ import annotations
