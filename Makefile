@@ -5,8 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1
 STAMP_PIP := $(VENV)/.pip-stamp
+# Opt-in (`make voices`, scripts/apt-voices.sh): recorded voices from Debian contrib/non-free for
+# `ceasr synth --engines all`: MBROLA's US and British voices and the ones espeak-ng maps to English,
+# RHVoice's English voices, SVOX Pico. Not in the default corpus (README: they cost WER at the demo's budget).
+MBROLA_VOICES := us1 us2 us3 en1 af1 de1 de2 de3 de4 de5 de6 fr1 fr4 gr2 hu1 nl2 pl1 ro1 sw1 sw2
+APT_VOICES := mbrola $(addprefix mbrola-,$(MBROLA_VOICES)) rhvoice rhvoice-english libttspico-utils
 
-.PHONY: demo test install apt bench clean
+.PHONY: demo test install apt voices bench clean
 
 demo: install
 	$(BIN)/ceasr demo
@@ -22,6 +27,9 @@ apt:
 		echo "installing Debian packages: $(APT_PACKAGES)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
+
+voices:
+	@bash scripts/apt-voices.sh $(APT_VOICES)
 
 # torch first, by its exact version, so pip takes the local CPU build and not a CUDA one.
 $(STAMP_PIP): pyproject.toml

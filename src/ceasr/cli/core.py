@@ -117,7 +117,8 @@ def add_verbs(verbs) -> None:
     p.add_argument("--lang", default="en", choices=["en", "zh", "zh-en"],
                    help="English (default), Mandarin, or both with mixed Chinese-English utterances")
     p.add_argument("--text-file", help="sentences to speak, one a line (replaces --domain)")
-    p.add_argument("--engines", help="comma-separated TTS engines (default: every installed one)")
+    p.add_argument("--engines", help="comma-separated TTS engines (default: espeak-ng, flite, festival, those "
+                                     "installed; 'all' adds mbrola, rhvoice and pico where installed: make voices)")
     p.add_argument("--holdout-engine", help="put every voice of this engine in the test split only")
     p.add_argument("--jobs", type=int, default=2)
     p.set_defaults(func=_cmd_synth)

@@ -2,6 +2,10 @@
 
 espeak-ng also speaks Mandarin (:meth:`Espeak.mandarin_voices`) for the bilingual corpus.
 
+Beyond Debian main's espeak-ng, flite and festival, three engines from Debian's contrib and non-free sections
+add recorded (natural) voices: MBROLA diphone voices driven by espeak-ng (:class:`Mbrola`), RHVoice's
+HTS voices built from CMU ARCTIC and other speakers (:class:`Rhvoice`) and SVOX Pico (:class:`Pico`).
+
 An engine is an object with ``name``, ``share`` (its weight when a split's utterances are shared between
 engines), ``available()``, ``voices()``, ``prosody(rng)`` and ``render(voice, text, prosody) -> (wave, rate)``.
 :data:`ENGINES` names them. What is installed is detected at run time; nothing is downloaded.
@@ -208,4 +212,110 @@ class Festival:
             return _read_wav(out.read_bytes(), voice.id)
 
 
-ENGINES = {"espeak-ng": Espeak(), "flite": Flite(), "festival": Festival()}
+MBROLA_DIRS = ("/usr/share/mbrola", "/usr/local/share/mbrola")
+
+
+class Mbrola:
+    """MBROLA's recorded diphone voices, driven by espeak-ng (``-v mb-us1``): the US and British voices and
+    the other languages' voices that espeak-ng maps to English (``mb-de1-en``: English with a German
+    speaker's diphones). Only voices whose data is installed (Debian's ``mbrola-*`` packages) are listed."""
+
+    name = "mbrola"
+    share = 0.3
+
+    def available(self) -> bool:
+        return shutil.which("mbrola") is not None and shutil.which("espeak-ng") is not None and bool(self.voices())
+
+    def voices(self) -> list[Voice]:
+        if shutil.which("espeak-ng") is None:
+            return []
+        return [Voice(self.name, name, "", f"mbrola:{data}") for name, data in _mbrola_voices()]
+
+    def prosody(self, rng: np.random.Generator) -> dict:
+        return {"rate": int(rng.integers(130, 201)), "pitch": int(rng.integers(25, 76))}
+
+    def render(self, voice: Voice, text: str, prosody: dict) -> tuple[np.ndarray, int]:
+        cmd = ["espeak-ng", "-v", voice.name, "-s", str(prosody["rate"]), "-p", str(prosody["pitch"]),
+               "--stdout", "--stdin"]
+        return _read_wav(_run(cmd, stdin=text), voice.id)
+
+
+@cache
+def _mbrola_voices() -> list[tuple[str, str]]:
+    """``(espeak-ng voice, MBROLA voice data)`` pairs, e.g. ``("mb-de1-en", "de1")``, for the English MBROLA
+    voices of ``espeak-ng --voices=en`` whose data folder exists."""
+    rows = [line.split() for line in _run(["espeak-ng", "--voices=en"]).decode().splitlines()[1:]]
+    found = []
+    for row in rows:
+        if len(row) >= 5 and row[4].startswith("mb/"):
+            name = row[4].removeprefix("mb/")
+            data = name.removeprefix("mb-").removesuffix("-en")
+            if any(Path(base, data).exists() for base in MBROLA_DIRS):
+                found.append((name, data))
+    return sorted(set(found))
+
+
+RHVOICE_DIRS = ("/usr/share/RHVoice/voices", "/usr/local/share/RHVoice/voices")
+# RHVoice's voices built from CMU ARCTIC recordings, by ARCTIC speaker: "Alan" is awb, whom flite also
+# speaks, so both stay in one split.
+RHVOICE_SPEAKERS = {"alan": "awb"}
+
+
+class Rhvoice:
+    """RHVoice's English voices (Debian's ``rhvoice-english``: alan, bdl, clb, slt, evgeniy-eng, lyubov)."""
+
+    name = "rhvoice"
+    share = 0.2
+
+    def available(self) -> bool:
+        return shutil.which("RHVoice-test") is not None and bool(self.voices())
+
+    def voices(self) -> list[Voice]:
+        found = set()
+        for base in RHVOICE_DIRS:
+            for info in Path(base).glob("*/voice.info"):
+                if "language=English" in info.read_text(errors="replace"):
+                    found.add(info.parent.name)
+        return [Voice(self.name, n, "", _speaker_group(RHVOICE_SPEAKERS.get(n, n))) for n in sorted(found)]
+
+    def prosody(self, rng: np.random.Generator) -> dict:
+        # rate and pitch in percent of the voice's own
+        return {"rate": int(rng.integers(90, 141)), "pitch": int(rng.integers(80, 121))}
+
+    def render(self, voice: Voice, text: str, prosody: dict) -> tuple[np.ndarray, int]:
+        with tempfile.TemporaryDirectory(prefix="ceasr-rhvoice-") as tmp:
+            out = Path(tmp, "out.wav")
+            _run(["RHVoice-test", "-p", voice.name, "-r", str(prosody["rate"]), "-t", str(prosody["pitch"]),
+                  "-o", str(out)], stdin=text)
+            return _read_wav(out.read_bytes() if out.exists() else b"", voice.id)
+
+
+class Pico:
+    """SVOX Pico (Debian's ``libttspico-utils``): its two English voices, en-US and en-GB."""
+
+    name = "pico"
+    share = 0.1
+    LANGS = ("en-GB", "en-US")
+
+    def available(self) -> bool:
+        return shutil.which("pico2wave") is not None
+
+    def voices(self) -> list[Voice]:
+        return [Voice(self.name, n, "", f"pico:{n}") for n in self.LANGS] if self.available() else []
+
+    def prosody(self, rng: np.random.Generator) -> dict:
+        # Pico's markup levels, in percent of the voice's own
+        return {"speed": int(rng.integers(80, 126)), "pitch": int(rng.integers(85, 121))}
+
+    def render(self, voice: Voice, text: str, prosody: dict) -> tuple[np.ndarray, int]:
+        marked = f"<speed level='{prosody['speed']}'><pitch level='{prosody['pitch']}'>{text}</pitch></speed>"
+        with tempfile.TemporaryDirectory(prefix="ceasr-pico-") as tmp:
+            out = Path(tmp, "out.wav")  # pico2wave wants a name ending in .wav
+            _run(["pico2wave", "-l", voice.name, "-w", str(out), marked])
+            return _read_wav(out.read_bytes() if out.exists() else b"", voice.id)
+
+
+# Names sort in this order too: split_voices places engines by name, so adding engines after these three
+# leaves the three's splits as they were.
+ENGINES = {"espeak-ng": Espeak(), "flite": Flite(), "festival": Festival(), "mbrola": Mbrola(),
+           "rhvoice": Rhvoice(), "pico": Pico()}
