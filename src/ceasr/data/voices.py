@@ -69,6 +69,17 @@ def _read_wav(data: bytes, what: str) -> tuple[np.ndarray, int]:
     return wave.mean(axis=1), rate
 
 
+def _render_to_file(voice: Voice, command, stdin: str | None = None) -> tuple[np.ndarray, int]:
+    """Run the engine command ``command(out_path, tmp_dir)`` that writes a WAV file (in a fresh temporary
+    folder), and read that file."""
+    with tempfile.TemporaryDirectory(prefix=f"ceasr-{voice.engine}-") as tmp:
+        out = Path(tmp, "out.wav")  # pico2wave wants a name ending in .wav
+        _run(command(out, Path(tmp)), stdin=stdin)
+        if not out.exists():
+            raise RuntimeError(f"{voice.id} wrote no audio")
+        return _read_wav(out.read_bytes(), voice.id)
+
+
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return round(float(rng.uniform(low, high)), 3)
 
@@ -102,9 +113,23 @@ class Espeak:
 
     def render(self, voice: Voice, text: str, prosody: dict) -> tuple[np.ndarray, int]:
         spec = voice.name + (f"+{voice.variant}" if voice.variant else "")
-        cmd = [self.name, "-v", spec, "-s", str(prosody["rate"]), "-p", str(prosody["pitch"]),
-               "-a", str(prosody["amplitude"]), "-g", str(prosody["gap"]), "--stdout", "--stdin"]
-        return _read_wav(_run(cmd, stdin=text), voice.id)
+        return _read_wav(_run(_espeak_command(spec, prosody), stdin=text), voice.id)
+
+
+def _espeak_command(spec: str, prosody: dict) -> list[str]:
+    """espeak-ng speaking stdin to a WAV on stdout with ``prosody``'s rate, pitch and, when given, amplitude
+    and word gap."""
+    cmd = ["espeak-ng", "-v", spec, "-s", str(prosody["rate"]), "-p", str(prosody["pitch"])]
+    for flag, key in (("-a", "amplitude"), ("-g", "gap")):
+        if key in prosody:
+            cmd += [flag, str(prosody[key])]
+    return cmd + ["--stdout", "--stdin"]
+
+
+@cache
+def _espeak_voice_rows(lang: str) -> list[list[str]]:
+    """The rows of ``espeak-ng --voices=LANG`` split into fields (language, name, ..., file in field 4)."""
+    return [line.split() for line in _run(["espeak-ng", f"--voices={lang}"]).decode().splitlines()[1:]]
 
 
 @cache
@@ -113,8 +138,7 @@ def _espeak_accents() -> list[str]:
 
     MBROLA voices (files ``mb/...``) are left out: they need the separate mbrola program and voice data.
     """
-    rows = [line.split() for line in _run(["espeak-ng", "--voices=en"]).decode().splitlines()[1:]]
-    accents = {row[1] for row in rows if len(row) >= 5 and row[1].startswith("en") and not row[4].startswith("mb/")}
+    accents = {row[1] for row in _espeak_voice_rows("en") if len(row) >= 5 and row[1].startswith("en") and not row[4].startswith("mb/")}
     return sorted(accents)
 
 
@@ -127,8 +151,7 @@ def _espeak_mandarin() -> list[str]:
     characters themselves. Some espeak-ng releases (1.51) ship a ``cmn`` voice that turns characters into
     tone-numbered pinyin and reads that as English; a probe (``-x``, phonemes only) shows it as a switch to
     ``(en)``, and such a voice is skipped. Its sibling ``cmn-latn-pinyin`` reads characters correctly."""
-    rows = [line.split() for line in _run(["espeak-ng", "--voices=zh"]).decode().splitlines()[1:]]
-    names = sorted({row[1] for row in rows
+    names = sorted({row[1] for row in _espeak_voice_rows("zh")
                     if len(row) >= 5 and row[1].startswith("cmn") and not row[4].startswith("mb/")})
     return [n for n in names if "(en)" not in _run(["espeak-ng", "-q", "-x", "-v", n, MANDARIN_PROBE]).decode()]
 
@@ -199,17 +222,16 @@ class Festival:
         return {"duration_stretch": _uniform(rng, 0.8, 1.25)}
 
     def render(self, voice: Voice, text: str, prosody: dict) -> tuple[np.ndarray, int]:
-        with tempfile.TemporaryDirectory(prefix="ceasr-festival-") as tmp:
-            out, script = Path(tmp, "out.wav"), Path(tmp, "say.scm")
-            # Batch mode, unlike --pipe, exits non-zero on a Scheme error (an unknown voice, say).
+        def command(out: Path, tmp: Path) -> list[str]:
+            script = tmp / "say.scm"
             script.write_text(f"(voice_{voice.name})\n"
                               f"(Parameter.set 'Duration_Stretch {prosody['duration_stretch']})\n"
                               f'(set! utt (utt.synth (Utterance Text "{text}")))\n'
                               f'(utt.save.wave utt "{out}" \'riff)\n')
-            _run([self.name, "-b", str(script)])
-            if not out.exists():
-                raise RuntimeError(f"{voice.id} wrote no audio")
-            return _read_wav(out.read_bytes(), voice.id)
+            # Batch mode, unlike --pipe, exits non-zero on a Scheme error (an unknown voice, say).
+            return [self.name, "-b", str(script)]
+
+        return _render_to_file(voice, command)
 
 
 MBROLA_DIRS = ("/usr/share/mbrola", "/usr/local/share/mbrola")
@@ -235,18 +257,15 @@ class Mbrola:
         return {"rate": int(rng.integers(130, 201)), "pitch": int(rng.integers(25, 76))}
 
     def render(self, voice: Voice, text: str, prosody: dict) -> tuple[np.ndarray, int]:
-        cmd = ["espeak-ng", "-v", voice.name, "-s", str(prosody["rate"]), "-p", str(prosody["pitch"]),
-               "--stdout", "--stdin"]
-        return _read_wav(_run(cmd, stdin=text), voice.id)
+        return _read_wav(_run(_espeak_command(voice.name, prosody), stdin=text), voice.id)
 
 
 @cache
 def _mbrola_voices() -> list[tuple[str, str]]:
     """``(espeak-ng voice, MBROLA voice data)`` pairs, e.g. ``("mb-de1-en", "de1")``, for the English MBROLA
     voices of ``espeak-ng --voices=en`` whose data folder exists."""
-    rows = [line.split() for line in _run(["espeak-ng", "--voices=en"]).decode().splitlines()[1:]]
     found = []
-    for row in rows:
+    for row in _espeak_voice_rows("en"):
         if len(row) >= 5 and row[4].startswith("mb/"):
             name = row[4].removeprefix("mb/")
             data = name.removeprefix("mb-").removesuffix("-en")
@@ -283,11 +302,8 @@ class Rhvoice:
         return {"rate": int(rng.integers(90, 141)), "pitch": int(rng.integers(80, 121))}
 
     def render(self, voice: Voice, text: str, prosody: dict) -> tuple[np.ndarray, int]:
-        with tempfile.TemporaryDirectory(prefix="ceasr-rhvoice-") as tmp:
-            out = Path(tmp, "out.wav")
-            _run(["RHVoice-test", "-p", voice.name, "-r", str(prosody["rate"]), "-t", str(prosody["pitch"]),
-                  "-o", str(out)], stdin=text)
-            return _read_wav(out.read_bytes() if out.exists() else b"", voice.id)
+        return _render_to_file(voice, lambda out, _: ["RHVoice-test", "-p", voice.name, "-r", str(prosody["rate"]),
+                                                      "-t", str(prosody["pitch"]), "-o", str(out)], stdin=text)
 
 
 class Pico:
@@ -309,10 +325,7 @@ class Pico:
 
     def render(self, voice: Voice, text: str, prosody: dict) -> tuple[np.ndarray, int]:
         marked = f"<speed level='{prosody['speed']}'><pitch level='{prosody['pitch']}'>{text}</pitch></speed>"
-        with tempfile.TemporaryDirectory(prefix="ceasr-pico-") as tmp:
-            out = Path(tmp, "out.wav")  # pico2wave wants a name ending in .wav
-            _run(["pico2wave", "-l", voice.name, "-w", str(out), marked])
-            return _read_wav(out.read_bytes() if out.exists() else b"", voice.id)
+        return _render_to_file(voice, lambda out, _: ["pico2wave", "-l", voice.name, "-w", str(out), marked])
 
 
 # Names sort in this order too: split_voices places engines by name, so adding engines after these three
