@@ -104,3 +104,12 @@ def test_variadic_tuples_take_any_length_and_fixed_ones_their_own():
         from_dict(WhisperFinetuneConfig, {"merge_ratios": ["half"]})
     with pytest.raises(ConfigError, match="train.betas"):
         from_dict(ExperimentConfig, {"train": {"betas": [0.9, 0.98, 0.5]}})
+
+
+def test_a_tuple_flag_is_a_yaml_list_or_comma_separated():
+    for text in ("[0.8, 1.1]", "0.8,1.1", "0.8, 1.1"):
+        assert with_overrides(ExperimentConfig(), [f"feat_augment.warp={text}"]).feat_augment.warp == (0.8, 1.1)
+    with pytest.raises(ConfigError, match="feat_augment.warp"):
+        with_overrides(ExperimentConfig(), ["feat_augment.warp=0.8,1.1,1.2"])
+    with pytest.raises(ConfigError, match="feat_augment.warp"):
+        with_overrides(ExperimentConfig(), ["feat_augment.warp=low,high"])

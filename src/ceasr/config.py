@@ -222,6 +222,8 @@ def _coerce(value, default, where: str, variadic: bool = False):
     ``variadic`` tuple (annotated ``tuple[float, ...]``) takes any length of floats."""
     if isinstance(value, str) and not isinstance(default, str):
         value = yaml.safe_load(value)
+        if isinstance(default, tuple) and isinstance(value, str):  # a flag's "0.8,1.1" as well as "[0.8, 1.1]"
+            value = [yaml.safe_load(v) for v in value.split(",")] if value else []
     try:
         if isinstance(default, bool):
             if isinstance(value, bool):
