@@ -136,9 +136,11 @@ def _espeak_voice_rows(lang: str) -> list[list[str]]:
 def _espeak_accents() -> list[str]:
     """English accents (``en-us``, ``en-gb-scotland``, ...) from ``espeak-ng --voices=en``.
 
-    MBROLA voices (files ``mb/...``) are left out: they need the separate mbrola program and voice data.
+    MBROLA voices (files ``mb/...``) are left out: they are the :class:`Mbrola` engine's (the mbrola program
+    and its voice data).
     """
-    accents = {row[1] for row in _espeak_voice_rows("en") if len(row) >= 5 and row[1].startswith("en") and not row[4].startswith("mb/")}
+    accents = {row[1] for row in _espeak_voice_rows("en")
+               if len(row) >= 5 and row[1].startswith("en") and not row[4].startswith("mb/")}
     return sorted(accents)
 
 
