@@ -129,3 +129,19 @@ def test_addition():
     a, b = ErrorCounts(1, 2, 3, 10), ErrorCounts(4, 5, 6, 20)
     assert a + b == ErrorCounts(5, 7, 9, 30)
     assert (a + b).rate == pytest.approx(21 / 30)
+
+
+def test_evaluation_by_speaker_adds_up_per_speaker_worst_first():
+    from ceasr.data.manifest import Utterance
+    from ceasr.evaluate import score
+
+    rows = [Utterance("1.wav", "one two three", "1", speaker="a"), Utterance("2.wav", "four five", "2", speaker="a"),
+            Utterance("3.wav", "six seven", "3", speaker="b"), Utterance("4.wav", "eight", "4")]
+    report = score(rows, ["one two", "four five", "six eight seven", "nine"])
+    assert report.by_speaker() == {"a": ErrorCounts(D=1, N=5), "b": ErrorCounts(I=1, N=2), "": ErrorCounts(S=1, N=1)}
+    assert [r.get("speaker") for r in report.results] == ["a", "a", "b", None]
+    table = report.summary_lines(by_speaker=True).splitlines()
+    assert [line.split()[:3] for line in table[1:5]] == [
+        ["speaker", "utts", "WER"], ["?", "1", "1.0000"], ["b", "1", "0.5000"], ["a", "2", "0.2000"]]
+    assert table[-1] == "WER=0.3750 S=1 D=1 I=1 N=8"
+    assert report.summary_lines().splitlines()[-1] == table[-1] and "speaker" not in report.summary_lines()

@@ -41,8 +41,9 @@ def test_model_dir_holds_everything(trained):
 def test_evaluate_counts_every_reference_word(trained):
     manifest = trained / "data/test.jsonl"
     r = ceasr_cli("evaluate", "--model", trained / "exp/model", "--manifest", manifest,
-                  "--out", trained / "res.jsonl")
-    last = r.stdout.strip().splitlines()[-1]
+                  "--out", trained / "res.jsonl", "--by-speaker")
+    lines = r.stdout.strip().splitlines()
+    last = lines[-1]
     m = re.fullmatch(r"WER=(\d+\.\d{4}) S=(\d+) D=(\d+) I=(\d+) N=(\d+)", last)
     assert m, last
     rows, _ = read_manifest(manifest)
@@ -53,6 +54,10 @@ def test_evaluate_counts_every_reference_word(trained):
     results = [json.loads(line) for line in (trained / "res.jsonl").read_text().splitlines()]
     assert sorted(x["id"] for x in results) == sorted(u.id for u in rows)
     assert sum(x["S"] + x["D"] + x["I"] for x in results) == s + d + i
+    # --by-speaker: one row per speaker of the manifest, their N adding up to the whole set's.
+    head = next(k for k, line in enumerate(lines) if line.split()[:2] == ["speaker", "utts"])
+    table = [line.split() for line in lines[head + 1 : head + 1 + len({u.speaker for u in rows})]]
+    assert {t[0] for t in table} == {u.speaker for u in rows} and sum(int(t[-1]) for t in table) == n
 
 
 def test_transcribe_reports_bad_files_and_goes_on(trained, tmp_path):

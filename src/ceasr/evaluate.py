@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,9 +85,28 @@ class EvalReport:
     def rtf(self) -> float:
         return self.decode_seconds / max(self.audio_seconds, 1e-9)
 
-    def summary_lines(self) -> str:
-        """The report; its last line is ``WER=... S=.. D=.. I=.. N=..`` like every ceasr evaluation, or
-        ``MER=... S=.. D=.. I=.. N=..`` when the references hold Chinese."""
+    def by_speaker(self) -> dict[str, ErrorCounts]:
+        """Word error counts per speaker (the manifest's ``speaker``; "" when a row has none)."""
+        out: dict[str, ErrorCounts] = {}
+        for r in self.results:
+            name = r.get("speaker", "")
+            out[name] = out.get(name, ErrorCounts()) + ErrorCounts(r["S"], r["D"], r["I"], r["N"])
+        return out
+
+    def speaker_lines(self) -> list[str]:
+        """A table of WER by speaker, the worst first (ties by name), as sclite's speaker report."""
+        counts = self.by_speaker()
+        utts = Counter(r.get("speaker", "") for r in self.results)
+        width = max([len("speaker")] + [len(k or "?") for k in counts])
+        lines = [f"{'speaker':<{width}} {'utts':>5} {'WER':>7} {'S':>5} {'D':>5} {'I':>5} {'N':>6}"]
+        for name, c in sorted(counts.items(), key=lambda kv: (-kv[1].rate, kv[0])):
+            lines.append(f"{name or '?':<{width}} {utts[name]:>5} {c.rate:>7.4f} {c.S:>5} {c.D:>5} {c.I:>5} {c.N:>6}")
+        return lines
+
+    def summary_lines(self, by_speaker: bool = False) -> str:
+        """The report (with ``by_speaker``, the WER of each speaker first); its last line is ``WER=... S=.. D=..
+        I=.. N=..`` like every ceasr evaluation, or ``MER=... S=.. D=.. I=.. N=..`` when the references hold
+        Chinese."""
         head = (
             f"utterances={self.utterances} skipped={self.skipped} "
             f"audio={self.audio_seconds:.1f}s rtf={self.rtf:.4f}"
@@ -96,7 +116,8 @@ class EvalReport:
         if self.without_lm is not None:
             marks = " ".join(f"{k}={v}" for k, v in sorted(self.lm_effect.items()))
             lm_lines = [f"LM/hotwords changed the output: {marks}", f"without LM/hotwords: {self.without_lm.summary('WER')}"]
-        lines = [f"{head}{where}", *lm_lines, self.chars.summary("CER"), self.words.summary("WER")]
+        speakers = self.speaker_lines() if by_speaker else []
+        lines = [f"{head}{where}", *speakers, *lm_lines, self.chars.summary("CER"), self.words.summary("WER")]
         return "\n".join(lines + (self.mixed.lines() if self.mixed else []))
 
 
@@ -146,7 +167,8 @@ def score(rows: list[Utterance], hyps: list[str]) -> EvalReport:
         w, _ = word_errors(ref, hyp)
         c, _ = char_errors(ref, hyp)
         words, chars = words + w, chars + c
-        results.append({"id": utt.id, "ref": ref, "hyp": hyp, "S": w.S, "D": w.D, "I": w.I, "N": w.N})
+        results.append({"id": utt.id, "ref": ref, "hyp": hyp, "S": w.S, "D": w.D, "I": w.I, "N": w.N}
+                       | ({"speaker": utt.speaker} if utt.speaker else {}))
         if mixed is not None:
             mixed.add(ref, hyp, results[-1])
     return EvalReport(words, chars, len(rows), 0, 0.0, 0.0, results=results, mixed=mixed)

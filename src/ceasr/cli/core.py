@@ -60,7 +60,8 @@ def _cmd_evaluate(args) -> None:
         # Beside the model directory, never inside it: a model directory holds the model and nothing else.
         out = args.out or Path(model).resolve().parent / f"results-{Path(args.manifest).stem}.jsonl"
         report = evaluate_manifest(recognizer, args.manifest, out=out)
-        print(f"{model}:\n{report.summary_lines()}" if len(args.model) > 1 else report.summary_lines())
+        lines = report.summary_lines(by_speaker=args.by_speaker)
+        print(f"{model}:\n{lines}" if len(args.model) > 1 else lines)
 
 
 def _cmd_robustness(args) -> None:
@@ -144,6 +145,7 @@ def add_verbs(verbs) -> None:
     p.add_argument("--model", required=True, action="append", help="a model directory (repeat to compare)")
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", help="per-utterance results (JSONL); default: results-<manifest>.jsonl beside MODEL")
+    p.add_argument("--by-speaker", action="store_true", help="also print the WER of each speaker, worst first")
     add_decode_flags(p)
     _add_robustness_flags(p)
     p.set_defaults(func=_cmd_evaluate)
