@@ -223,12 +223,12 @@ def test_hotword_file(tmp_path):
     tok = CharTokenizer.train(["hello world", "ceasr"])
     path = tmp_path / "hot.txt"
     path.write_text("Hello World\t3\n\nceasr\n")
-    hot = load_hotwords(path, tok, default_boost=1.5)
+    hot = load_hotwords(path, tok.encode, default_boost=1.5)
     assert hot.score(tok.encode("hello world")) == pytest.approx(3 * len(tok.encode("hello world")))
     assert hot.score(tok.encode("ceasr")) == pytest.approx(1.5 * len(tok.encode("ceasr")))
     path.write_text("hello\tloud\n")
     with pytest.raises(ConfigError, match=r"hot.txt:1"):
-        load_hotwords(path, tok, 1.0)
+        load_hotwords(path, tok.encode, 1.0)
 
 
 # A unigram word LM written by hand (log10 probabilities), and BPE-like pieces that spell its words.

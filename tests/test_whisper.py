@@ -133,6 +133,22 @@ def test_kv_cache_steps_equal_the_full_sequence(tiny):
     torch.testing.assert_close(a[0, -1], b[0, -1], atol=1e-5, rtol=1e-5)
 
 
+def test_beams_share_one_utterances_cross_attention(tiny):
+    """A batch-1 cache repeated into 3 beams keeps one copy of the audio's keys/values, and each beam's next
+    logits equal decoding its whole sequence on its own."""
+    model, _, _ = tiny
+    enc = model.encode(torch.randn(1, 80, 3000))
+    prefix = torch.randint(0, 300, (1, 4))
+    _, cache = model.decoder(prefix, enc)
+    beams = cache.select(torch.tensor([0, 0, 0]))
+    assert beams.cross_kv[0][0].size(0) == 1 and beams.self_kv[0][0].size(0) == 3
+    nxt = torch.tensor([[5], [6], [7]])
+    stepped, _ = model.decoder(nxt, cache=beams)
+    for i in range(3):
+        alone, _ = model.decoder(torch.cat([prefix, nxt[i : i + 1]], 1), enc)
+        torch.testing.assert_close(stepped[i, -1], alone[0, -1], atol=1e-5, rtol=1e-5)
+
+
 def test_greedy_batched_equals_single_and_beam_one_equals_greedy(tiny):
     model, hf, _ = tiny
     tok = WhisperTokenizer(hf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,8 @@ class Recognizer:
         self.model = model.to(self.device).eval()
         # Inference never dithers, whatever training did.
         self.fbank = Fbank(dataclasses.replace(cfg.features, dither=0.0)).to(self.device)
-        self.scorers = _scorers(cfg.decode, tokenizer, lm)
+        pieces = [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]
+        self.scorers = load_scorers(cfg.decode, pieces, tokenizer.encode, lm)
 
     @property
     def sample_rate(self) -> int:
@@ -84,8 +86,10 @@ class Recognizer:
         return Transcript(text, tokens, tuple(hyp.token_scores), languages_to_label(langs), langs)
 
 
-def _scorers(cfg, tokenizer, lm) -> Scorers | None:
-    """The LM and hotwords ``cfg`` (a DecodeConfig) names, or None when it names neither."""
+def load_scorers(cfg, pieces: Sequence[str], encode: Callable[[str], list[int]], lm=None) -> Scorers | None:
+    """The LM and hotwords a decode config ``cfg`` names (None when it names neither), for a recognizer whose
+    token ``i`` is ``pieces[i]`` and whose tokenizer turns hotword text into ids with ``encode``; ``lm``: the
+    model ``cfg.lm`` names, already loaded."""
     if not cfg.lm and not cfg.hotwords:
         return None
     from ceasr.decode.hotwords import load_hotwords
@@ -93,9 +97,8 @@ def _scorers(cfg, tokenizer, lm) -> Scorers | None:
 
     if cfg.lm and lm is None:
         lm = load_lm(cfg.lm)
-    hot = load_hotwords(cfg.hotwords, tokenizer, cfg.hotword_boost) if cfg.hotwords else None
-    pieces = tuple(tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size))
-    return Scorers(pieces, lm if cfg.lm else None, hot)
+    hot = load_hotwords(cfg.hotwords, encode, cfg.hotword_boost) if cfg.hotwords else None
+    return Scorers(tuple(pieces), lm if cfg.lm else None, hot)
 
 
 def _load_asr(model_dir: str | Path, decode: list[str], device: str) -> Recognizer:

@@ -338,6 +338,15 @@ class WhisperDecodeConfig:
     logprob_threshold: float = -1.0  # mean token log-probability below this: fall back
     seed: int = 0  # for the sampling of the fallback
     window_padding: str = "zeros"  # zeros (faster-whisper's) | silence (OpenAI's); see ceasr.whisper.audio
+    # Beam search only, as in DecodeConfig: score = acoustic + lambda * LM + beta * tokens (+ hotword bonus).
+    lm: str = ""  # language model directory (ceasr train-lm) or ARPA file; "" decodes without one
+    lm_weight: float = 0.5  # lambda
+    length_penalty: float = 0.0  # beta: bonus per output token (with an LM or hotwords)
+    hotwords: str = ""  # file of phrases to boost, one a line, "phrase<TAB>boost" or "phrase"
+    hotword_boost: float = 2.0  # bonus per matched token when a line gives none
+    lm_oov_penalty: float = -10.0  # word LM: score (times lambda) of a partial word no LM word starts with
+    lm_lookahead: bool = False  # word LM: pay a partial word's best-completion unigram score in advance
+    fusion_candidates: int = 16  # with an LM or hotwords: the acoustic top-N next tokens of a beam they rescore
 
 
 @dataclass(frozen=True)

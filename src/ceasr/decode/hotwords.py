@@ -14,7 +14,7 @@ ends inside it (:meth:`Hotwords.final`). The automaton state is an int (a trie n
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,8 +99,8 @@ class Hotwords:
         return total + self.final(state)
 
 
-def load_hotwords(path: str | Path, tokenizer, default_boost: float) -> Hotwords:
-    """Read ``phrase`` or ``phrase<TAB>boost`` lines (normalized, then tokenized with ``tokenizer``)."""
+def load_hotwords(path: str | Path, encode: Callable[[str], list[int]], default_boost: float) -> Hotwords:
+    """Read ``phrase`` or ``phrase<TAB>boost`` lines (normalized, then made token ids by ``encode``)."""
     from ceasr.text.normalize import normalize
 
     path = Path(path)
@@ -118,7 +118,7 @@ def load_hotwords(path: str | Path, tokenizer, default_boost: float) -> Hotwords
             value = float(boost) if boost.strip() else default_boost
         except ValueError:
             raise ConfigError(f"{path}:{lineno}: boost {boost!r} is not a number") from None
-        phrases.append((tokenizer.encode(text), value))
+        phrases.append((encode(text), value))
     if not phrases:
         raise ConfigError(f"{path}: no hotword phrases")
     return Hotwords(phrases)

@@ -44,9 +44,13 @@ class KVCache:
         return 0 if first is None else first[0].size(2)
 
     def select(self, index: torch.Tensor) -> "KVCache":
-        """Reorder (or repeat) the batch rows, e.g. to follow the surviving hypotheses of a beam."""
+        """Reorder (or repeat) the batch rows, e.g. to follow the surviving hypotheses of a beam.
+
+        Cross-attention keys/values of a single utterance (batch 1) stay as they are: every row attends to
+        the same audio (see :meth:`MultiHeadAttention.forward`), so a beam never copies them."""
         pick = lambda kv: None if kv is None else (kv[0][index], kv[1][index])  # noqa: E731
-        return KVCache([pick(kv) for kv in self.self_kv], [pick(kv) for kv in self.cross_kv])
+        shared = lambda kv: kv if kv is None or kv[0].size(0) == 1 else pick(kv)  # noqa: E731
+        return KVCache([pick(kv) for kv in self.self_kv], [shared(kv) for kv in self.cross_kv])
 
 
 class MultiHeadAttention(nn.Module):
@@ -77,12 +81,18 @@ class MultiHeadAttention(nn.Module):
         """``x`` (B, n, D) attends to keys/values ``kv`` (B, H, m, Dh); returns (B, n, D).
 
         ``causal`` masks later keys (the last ``n`` keys are ``x``'s own positions). Padding needs no mask:
-        text is padded on the right, so a causal query never sees it, and audio is never padded.
+        text is padded on the right, so a causal query never sees it, and audio is never padded. Keys/values
+        of batch 1 are shared by all B rows of ``x`` (a beam over one utterance): the rows' queries are then
+        stacked as one sequence, the same attention without B copies of the keys.
         """
         q = self._split(self.query(x))
         k, v = kv
+        b, h, n, dh = q.shape
+        if k.size(0) == 1 and b > 1 and not causal:
+            y = F.scaled_dot_product_attention(q.transpose(0, 1).reshape(1, h, b * n, dh), k, v)
+            return self.out(y.view(h, b, n, dh).permute(1, 2, 0, 3).flatten(2))
         mask = None
-        n, m = q.size(2), k.size(2)
+        m = k.size(2)
         if causal and n > 1:
             mask = torch.ones(n, m, dtype=torch.bool, device=x.device).tril(diagonal=m - n)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, n, Dh)

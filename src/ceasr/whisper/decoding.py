@@ -4,7 +4,9 @@ fallback, over 30 s windows.
 Each window's decoder starts from ``sot [language] task no_timestamps``. Control tokens (every id above
 ``<|endoftext|>``) and the checkpoint's non-speech symbols are never emitted; with ``suppress_blank`` neither
 is a space or the end as the first token. Beam search ranks finished hypotheses by total log-probability /
-length (OpenAI's and CTranslate2's default). With ``temperature_fallback``, a window whose result looks
+length (OpenAI's and CTranslate2's default), or, with a language model or hotwords fused in (ceasr's
+:class:`~ceasr.decode.fusion.Fusion`, as for its own models), by log-probability + lambda * LM + beta * tokens +
+hotword bonus. With ``temperature_fallback``, a window whose result looks
 degenerate (gzip compression ratio above the threshold, or mean log-probability below one) is decoded again
 by sampling at rising temperatures, the first acceptable result kept (else the last).
 """
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from ceasr.config import WhisperDecodeConfig
+from ceasr.decode.fusion import Fusion, FusionState, Scorers
 from ceasr.errors import ConfigError
 from ceasr.models.whisper import KVCache, Whisper
 from ceasr.whisper.tokenizer import WhisperTokenizer
@@ -110,32 +114,57 @@ def greedy(model: Whisper, enc: torch.Tensor, prompts: torch.Tensor, tok: Whispe
     return [(out[r], scores[r], float(total[r])) for r in range(b)]
 
 
+class _Beam(NamedTuple):
+    tokens: tuple[int, ...]
+    scores: tuple[float, ...]  # per-token acoustic log-probabilities
+    acoustic: float  # their sum
+    added: float  # what the fusion added so far
+    state: FusionState | None
+
+
 @torch.inference_mode()
 def beam_search(model: Whisper, enc: torch.Tensor, prompt: list[int], tok: WhisperTokenizer,
-                cfg: WhisperDecodeConfig):
+                cfg: WhisperDecodeConfig, fusion: Fusion | None = None):
     """Beam search for one utterance, ``enc`` (1, T, D): ``(tokens, token_logprobs, sum_logprob)`` of the best
-    finished hypothesis by sum / length (unfinished beams compete when too few finish)."""
+    finished hypothesis (unfinished beams compete when too few finish).
+
+    Without ``fusion`` each beam tries its ``beam_size + 1`` best next tokens and finished hypotheses are
+    ranked by log-probability / length (OpenAI's and CTranslate2's rule). With a :class:`Fusion` (a language
+    model, hotwords, a length bonus) each beam's ``fusion_candidates`` best next tokens are rescored by
+    log-probability + what the fusion adds, and finished hypotheses are ranked by that sum, the end scored
+    by the LM too (ESPnet's rule: the length bonus beta, not a division, balances short and long).
+    """
     masks = _Masks(tok, model.cfg.n_vocab, enc.device, cfg.suppress_blank)
     k = cfg.beam_size
+    width = k + 1 if fusion is None else max(k + 1, cfg.fusion_candidates)
+    width = min(width, model.cfg.n_vocab)
+    if fusion is not None:
+        fusion.reset()
     cache = model.decoder.init_cache(enc)
-    beams = [([], [], 0.0)]  # (tokens, token logprobs, sum)
+    beams = [_Beam((), (), 0.0, 0.0, fusion.start() if fusion is not None else None)]
     step_in = torch.tensor([prompt], device=enc.device)
-    finished = []
+    finished: list[_Beam] = []
     for i in range(_max_new(model, len(prompt), cfg)):
         logprobs, cache = _step(model, step_in, cache, masks, first=i == 0)
-        top_lp, top_id = logprobs.topk(k + 1, dim=-1)  # (beams, k + 1)
+        top_lp, top_id = logprobs.topk(width, dim=-1)  # (beams, width)
+        if fusion is not None:
+            fusion.prepare([b.state for b in beams])
         candidates = []
-        for b, (toks, scs, total) in enumerate(beams):
+        for b, beam in enumerate(beams):
             for lp, t in zip(top_lp[b].tolist(), top_id[b].tolist()):
-                candidates.append((total + lp, b, t, lp))
+                added, state = 0.0, beam.state
+                if fusion is not None:
+                    added, state = (fusion.final(state), state) if t == tok.eot else fusion.extend(state, t)
+                candidates.append((beam.acoustic + lp + beam.added + added, b, t, lp, added, state))
         candidates.sort(key=lambda c: -c[0])
         nxt, sources = [], []
-        for total, b, t, lp in candidates:  # best first, until k live beams (OpenAI's rule)
+        for _, b, t, lp, added, state in candidates:  # best first, until k live beams (OpenAI's rule)
+            beam = beams[b]
             if t == tok.eot:
                 if len(finished) < k:
-                    finished.append((beams[b][0], beams[b][1], total))
+                    finished.append(beam._replace(acoustic=beam.acoustic + lp, added=beam.added + added))
                 continue
-            nxt.append((beams[b][0] + [t], beams[b][1] + [lp], total))
+            nxt.append(_Beam(beam.tokens + (t,), beam.scores + (lp,), beam.acoustic + lp, beam.added + added, state))
             sources.append(b)
             if len(nxt) == k:
                 break
@@ -143,26 +172,35 @@ def beam_search(model: Whisper, enc: torch.Tensor, prompt: list[int], tok: Whisp
             break
         beams = nxt
         cache = cache.select(torch.tensor(sources, device=enc.device))
-        step_in = torch.tensor([[toks[-1]] for toks, _, _ in beams], device=enc.device)
-    pool = finished + (beams if len(finished) < k else [])
-    return max(pool, key=lambda h: h[2] / max(len(h[0]), 1))
+        step_in = torch.tensor([[beam.tokens[-1]] for beam in beams], device=enc.device)
+    live = beams if len(finished) < k else []
+    if fusion is None:
+        best = max(finished + live, key=lambda h: h.acoustic / max(len(h.tokens), 1))
+    else:
+        live = [h._replace(added=h.added + fusion.final(h.state)) for h in live]
+        best = max(finished + live, key=lambda h: h.acoustic + h.added)
+    return list(best.tokens), list(best.scores), best.acoustic
 
 
-def _check(cfg: WhisperDecodeConfig) -> None:
+def _check(cfg: WhisperDecodeConfig, scorers: Scorers | None) -> None:
     if cfg.method not in SEARCHES:
         raise ConfigError(f"decode.method={cfg.method!r}: unknown for Whisper; known: {', '.join(SEARCHES)}")
+    if scorers is not None and cfg.method != "beam":
+        raise ConfigError("decode.lm and decode.hotwords work in beam search: add --decode method=beam")
+    if cfg.fusion_candidates < 1:
+        raise ConfigError(f"decode.fusion_candidates={cfg.fusion_candidates}: must be at least 1")
     if cfg.beam_size < 1 or cfg.max_new_tokens < 1:
         raise ConfigError("decode.beam_size and decode.max_new_tokens must be at least 1")
     if cfg.temperature_fallback and not 0 < cfg.temperature_step <= 1:
         raise ConfigError(f"decode.temperature_step={cfg.temperature_step}: must be in (0, 1]")
 
 
-def _search_greedy(model, enc, prompts, tok, cfg):
+def _search_greedy(model, enc, prompts, tok, cfg, fusion):
     return greedy(model, enc, torch.tensor(prompts, device=enc.device), tok, cfg)
 
 
-def _search_beam(model, enc, prompts, tok, cfg):
-    return [beam_search(model, enc[i : i + 1], p, tok, cfg) for i, p in enumerate(prompts)]
+def _search_beam(model, enc, prompts, tok, cfg, fusion):
+    return [beam_search(model, enc[i : i + 1], p, tok, cfg, fusion) for i, p in enumerate(prompts)]
 
 
 SEARCHES = {"greedy": _search_greedy, "beam": _search_beam}
@@ -179,16 +217,29 @@ def _degenerate(r: WindowResult, cfg: WhisperDecodeConfig) -> bool:
 
 
 @torch.inference_mode()
-def decode_windows(model: Whisper, mels: torch.Tensor, tok: WhisperTokenizer, cfg: WhisperDecodeConfig) -> list[WindowResult]:
-    """Decode log-mel windows ``mels`` (W, M, 3000) independently: one :class:`WindowResult` each."""
-    _check(cfg)
-    enc = model.encode(mels)
-    languages = [cfg.language or None] * len(mels)
+def decode_windows(model: Whisper, mels: torch.Tensor, tok: WhisperTokenizer, cfg: WhisperDecodeConfig,
+                   scorers: Scorers | None = None) -> list[WindowResult]:
+    """Decode log-mel windows ``mels`` (W, M, 3000) independently: one :class:`WindowResult` each.
+    ``scorers`` (a language model and/or hotwords over ``tok.word_pieces``) are fused into beam search."""
+    _check(cfg, scorers)
+    return decode_encoded(model, model.encode(mels), tok, cfg, scorers)
+
+
+@torch.inference_mode()
+def decode_encoded(model: Whisper, enc: torch.Tensor, tok: WhisperTokenizer, cfg: WhisperDecodeConfig,
+                   scorers: Scorers | None = None) -> list[WindowResult]:
+    """:func:`decode_windows` from the encoder's outputs (W, T, D) (e.g. cached while tuning the decoding)."""
+    _check(cfg, scorers)
+    fusion = None
+    if scorers is not None:
+        fusion = scorers.fusion(cfg.lm_weight, cfg.length_penalty, cfg.lm_oov_penalty, cfg.lm_lookahead)
+        fusion = fusion if fusion.active else None  # lambda 0, no bonus, no hotwords: plain beam search
+    languages = [cfg.language or None] * len(enc)
     if tok.multilingual and not cfg.language:
         languages = detect_language(model, enc, tok)
     prompts = [tok.prompt(lang, cfg.task) for lang in languages]
     results = [_result(tok, f, lang, 0.0) for f, lang in
-               zip(SEARCHES[cfg.method](model, enc, prompts, tok, cfg), languages)]
+               zip(SEARCHES[cfg.method](model, enc, prompts, tok, cfg, fusion), languages)]
     if cfg.temperature_fallback:
         results = _fall_back(model, enc, prompts, tok, cfg, results)
     return results

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from ceasr.api import Transcript
+from ceasr.api import Transcript, load_scorers
 from ceasr.audio import load as load_audio
 from ceasr.config import WhisperModelDirConfig, from_dict, with_overrides
 from ceasr.errors import CeasrError, ConfigError
@@ -29,20 +29,25 @@ class WhisperRecognizer:
     """A Whisper model with its tokenizer and decode options. Audio of any length is cut in 30 s windows."""
 
     def __init__(self, model: Whisper, cfg: WhisperModelDirConfig, tokenizer: WhisperTokenizer,
-                 device: str = "cpu", window_batch: int = 8):
+                 device: str = "cpu", window_batch: int = 8, lm=None):
+        """``lm``: an already loaded language model for ``cfg.decode.lm`` (else it is loaded from there)."""
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.window_batch = window_batch  # windows encoded and decoded together
+        # A language model and hotwords see Whisper's tokens as normalized word pieces.
+        needed = cfg.decode.lm or cfg.decode.hotwords
+        self.scorers = load_scorers(cfg.decode, tokenizer.word_pieces, tokenizer.encode_words, lm) if needed else None
 
     sample_rate = SAMPLE_RATE
-    scorers = None  # no language model or hotwords: evaluate then has no with/without-LM comparison
 
     def with_decode(self, **fields) -> "WhisperRecognizer":
         """A recognizer sharing this one's model, decoding with other options (e.g. ``method="beam"``)."""
         cfg = dataclasses.replace(self.cfg, decode=dataclasses.replace(self.cfg.decode, **fields))
-        return WhisperRecognizer(self.model, cfg, self.tokenizer, str(self.device), self.window_batch)
+        same_lm = self.scorers is not None and cfg.decode.lm == self.cfg.decode.lm
+        lm = self.scorers.lm if same_lm else None  # loaded once, shared
+        return WhisperRecognizer(self.model, cfg, self.tokenizer, str(self.device), self.window_batch, lm)
 
     def transcribe(self, audio: str | Path | np.ndarray) -> Transcript:
         """Transcribe a file path or a float32 mono array at 16 kHz."""
@@ -63,7 +68,7 @@ class WhisperRecognizer:
         results: list[WindowResult] = []
         for start in range(0, len(mels), self.window_batch):
             batch = torch.stack(mels[start : start + self.window_batch])
-            results.extend(decode_windows(self.model, batch, self.tokenizer, self.cfg.decode))
+            results.extend(decode_windows(self.model, batch, self.tokenizer, self.cfg.decode, self.scorers))
         per_wave: list[list[WindowResult]] = [[] for _ in waves]
         for i, r in zip(owner, results):
             per_wave[i].append(r)

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 from tokenizers import Tokenizer
 
 from ceasr.errors import CeasrError
 from ceasr.io import atomic_write_text
+from ceasr.text.normalize import normalize_basic
+from ceasr.text.tokenizer import WORD_START
 
 TOKENIZER_JSON, SUPPRESS_JSON = "tokenizer.json", "whisper.json"
 _LANGUAGE = re.compile(r"^<\|([a-z]{2,3}|haw|yue)\|>$")
@@ -96,6 +99,20 @@ class WhisperTokenizer:
     def id_to_piece(self, i: int) -> str:
         return self.tokenizer.id_to_token(int(i)) or ""
 
+    @cached_property
+    def word_pieces(self) -> tuple[str, ...]:
+        """Each id's text as a language model over normalized words sees it, in ceasr's piece convention: a
+        leading space becomes "▁" (a word starts), the rest is lowercased with punctuation removed
+        (``normalize_basic``); control tokens are "". Byte pieces of a split UTF-8 character spell nothing."""
+        texts = self.tokenizer.decode_batch([[i] for i in range(self.eot)], skip_special_tokens=False)
+        texts += [""] * (self.vocab_size - self.eot)
+        return tuple((WORD_START if text.startswith(" ") else "") + "".join(normalize_basic(text.replace("\ufffd", "")).split())
+                     for text in texts)
+
+    def encode_words(self, text: str) -> list[int]:
+        """Ids of normalized words as Whisper writes them inside a transcript (after a space)."""
+        return self.encode(" " + text)
+
     def save(self, directory: str | Path) -> None:
         """Write ``tokenizer.json`` and ``whisper.json`` into ``directory``."""
         directory = Path(directory)
@@ -105,6 +122,43 @@ class WhisperTokenizer:
         atomic_write_text(directory / SUPPRESS_JSON, json.dumps(ids) + "\n")
 
 
+def restore_merges(tokenizer: Tokenizer) -> Tokenizer:
+    """``tokenizer`` with the BPE merges its vocabulary implies but its merge list lacks.
+
+    Whisper's vocabulary was made by merging in id order (the token made by merge r has id 256 + r), and the
+    ``tokenizer.json`` files in circulation (faster-whisper's among them) lost the first merge, "Ġ t": then
+    no token starting with "Ġt" is ever produced and " the" encodes as "Ġ" + "the", while the model writes
+    "Ġthe". Fine-tuning on such targets teaches the model a second spelling of every word starting with t.
+    When the merges' results are in id order, each text token no merge makes and that splits in exactly one
+    way into two older tokens gets that merge back, at its rank.
+    """
+    spec = json.loads(tokenizer.to_str())
+    model = spec.get("model") or {}
+    if model.get("type") != "BPE" or not model.get("merges"):
+        return tokenizer
+    vocab, merges = model["vocab"], model["merges"]
+    as_text = isinstance(merges[0], str)
+    pairs = [tuple(m.split(" ", 1)) if as_text else tuple(m) for m in merges]
+    made = [vocab.get(a + b) for a, b in pairs]
+    if None in made or made != sorted(made):
+        return tokenizer  # not a vocabulary built in merge order: nothing to infer
+    produced = {a + b for a, b in pairs}
+    special = {t["content"] for t in spec.get("added_tokens") or ()}
+    restored = []
+    for token, i in vocab.items():
+        if len(token) < 2 or token in produced or token in special:  # base symbols are single characters
+            continue
+        splits = [(token[:k], token[k:]) for k in range(1, len(token))
+                  if vocab.get(token[:k], i) < i and vocab.get(token[k:], i) < i]
+        if len(splits) == 1:
+            restored.append(splits[0])
+    if not restored:
+        return tokenizer
+    pairs = sorted(pairs + restored, key=lambda p: vocab[p[0] + p[1]])
+    model["merges"] = [" ".join(p) if as_text else list(p) for p in pairs]
+    return Tokenizer.from_str(json.dumps(spec))
+
+
 def read_tokenizer_json(path: str | Path, suppress_ids=(), suppress_ids_begin=()) -> WhisperTokenizer:
     """A :class:`WhisperTokenizer` from a Hugging Face ``tokenizer.json``; a bad file is a CeasrError."""
     path = Path(path)
@@ -112,7 +166,7 @@ def read_tokenizer_json(path: str | Path, suppress_ids=(), suppress_ids_begin=()
         tok = Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises plain Exceptions for missing and malformed files alike
         raise CeasrError(f"{path}: cannot read tokenizer ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    return WhisperTokenizer(tok, suppress_ids, suppress_ids_begin)
+    return WhisperTokenizer(restore_merges(tok), suppress_ids, suppress_ids_begin)
 
 
 def load_whisper_tokenizer(directory: str | Path) -> WhisperTokenizer:
