@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--work", default=str(REPO / "runs/whisper-bench"))
     ap.add_argument("--data", default="/work/main/runs/demo/data")
     ap.add_argument("--train-utts", type=int, default=400)
-    ap.add_argument("--dev-utts", type=int, default=60)
+    ap.add_argument("--dev-utts", type=int, default=0, help="0: the whole dev split (60 cannot rank models a point apart)")
     ap.add_argument("--test-utts", type=int, default=0, help="0: the whole test split")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", default="2e-5", help="a learning rate, or 'auto': the LR range test's suggestion")

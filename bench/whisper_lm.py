@@ -7,7 +7,8 @@ the train transcripts, and its hotword sentences):
 The encoder is the frozen pretrained one, so every utterance's encoder output comes from the fine-tuning
 cache (``runs/whisper-bench/encoder-cache``; utterances not in it are encoded once and added). Systems, all
 English, on the demo corpus's dev and test splits (held-out voices): greedy, beam 5, and beam 5 with the
-word 3-gram fused (lambda and beta chosen on a dev grid, test never tuned on). Hotwords: the teens (thirteen ..
+word 3-gram fused (lambda and beta chosen on a dev grid, test never tuned on); with ``--noises``, also on the
+test audio with each noise at ``--snr`` dB (bench/lm.py's corrupted files, same seed). Hotwords: the teens (thirteen ..
 nineteen, absent from the training text and so from the 3-gram) in sentences spoken by dev and test voices
 (bench/lm.py's); the boost is the one with the best dev recall whose dev WER on the ordinary sentences rises
 at most 0.5 point; recall on test with and without boosting, and the ordinary test sentences' WER with the
@@ -34,15 +35,16 @@ from ceasr.config import WhisperDecodeConfig, WhisperFinetuneConfig  # noqa: E40
 from ceasr.data.manifest import load_rows  # noqa: E402
 from ceasr.lm import load_lm  # noqa: E402
 from ceasr.metrics import corpus_errors  # noqa: E402
+from ceasr.robustness import Condition, corrupt_manifest  # noqa: E402
 from ceasr.text.normalize import normalize  # noqa: E402
 from ceasr.whisper.decoding import decode_encoded  # noqa: E402
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
 from ceasr.whisper.finetune import _prepare, _split, _subset  # noqa: E402
 from ceasr.whisper.recognizer import load_whisper_dir  # noqa: E402
 
-LM_WEIGHTS = (0.1, 0.2, 0.35, 0.5)
-LENGTH_BONUSES = (0.0, 0.5, 1.0)
-BOOSTS = (0.5, 1.0, 2.0, 4.0)
+LM_WEIGHTS = (0.1, 0.25, 0.5)
+LENGTH_BONUSES = (0.0, 1.0)
+BOOSTS = (1.0, 2.0, 4.0)
 
 
 def parse_args():
@@ -55,6 +57,10 @@ def parse_args():
     ap.add_argument("--cache", default=str(REPO / "runs/whisper-bench/encoder-cache"))
     ap.add_argument("--dev-utts", type=int, default=100, help="dev utterances the grid and the boost are chosen on")
     ap.add_argument("--test-utts", type=int, default=0, help="0: every test and hotword sentence (fewer: a smoke run)")
+    ap.add_argument("--noises", nargs="*", default=[], help="also test with these noises (white pink babble), "
+                    "audio from bench/lm.py's folder when it made them")
+    ap.add_argument("--snr", type=float, default=5.0)
+    ap.add_argument("--noisy-audio", default=str(REPO / "runs/bench-lm-official/audio/test"))
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "runs/whisper-bench/whisper-lm.json"))
@@ -92,7 +98,7 @@ def main() -> None:
     sets = Sets(model, tok, args.cache)
     data, hot = Path(args.data), Path(args.hotwords)
     dev = sets.load(_subset(load_rows(data / "dev.jsonl"), args.dev_utts), "dev")
-    test = sets.load(_subset(load_rows(data / "test.jsonl"), args.test_utts), "test")
+    test = sets.load(_subset(load_rows(data / "test.jsonl"), args.test_utts), "test")  # clean
     hot_dev = sets.load(_subset(load_rows(hot / "dev.jsonl"), args.test_utts), "hotword dev")
     hot_test = sets.load(_subset(load_rows(hot / "test.jsonl"), args.test_utts), "hotword test")
     beam = WhisperDecodeConfig(method="beam", beam_size=args.beam, language="en")
@@ -115,6 +121,10 @@ def main() -> None:
     fused = dataclasses.replace(beam, lm=args.lm, lm_weight=w, length_penalty=b)
     systems = {"greedy": dataclasses.replace(beam, method="greedy"), f"beam {args.beam}": beam,
                f"beam {args.beam} + word 3-gram (lambda {w}, beta {b})": fused}
+    test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
+    noisy = {f"{n} {args.snr:g} dB": sets.load(corrupt_manifest(test_rows, Condition(noise=n, snr_db=args.snr),
+                                                                args.noisy_audio, seed=0), f"test {n}")
+             for n in args.noises}
     rows, results = [], {}
     for name, cfg in systems.items():
         e_dev = run(dev, cfg, f"dev {name}")[0]
@@ -122,6 +132,9 @@ def main() -> None:
         results[name] = {"test": e.rate, "dev": e_dev.rate, "decode_seconds": seconds}
         rows.append([name, f"{100 * e.rate:.2f}", f"{e.S}/{e.D}/{e.I}/{e.N}", f"{100 * e_dev.rate:.2f}",
                      f"{seconds / len(test[1]):.3f}"])
+        for cond, split in noisy.items():
+            results[name][cond] = run(split, cfg, f"{cond} {name}")[0].rate
+            rows[-1].append(f"{100 * results[name][cond]:.2f}")
 
     def with_boost(cfg, boost):
         if not boost:
@@ -145,7 +158,8 @@ def main() -> None:
                          f"{100 * wers[0]:.2f}", f"{100 * wers[1]:.2f}"])
 
     print(header(args.threads, load, f"{Path(args.model)}; {len(test[1])} test, {len(dev[1])} dev utterances"))
-    print(format_table(["system", "test WER %", "S/D/I/N", "dev WER %", "decode s/utt"], rows))
+    print(format_table(["system", "test WER %", "S/D/I/N", "dev WER %", "decode s/utt",
+                        *(f"test WER % {c}" for c in noisy)], rows))
     print(f"\nhotwords {', '.join(HOTWORDS)} (absent from the training text), {len(hot_test[1])} test-voice sentences; "
           "boost chosen on dev voices:")
     print(format_table(["system", "boost", "recall without", "recall with", "test WER % without list",
