@@ -8,7 +8,7 @@ The encoder is the frozen pretrained one, so every utterance's encoder output co
 cache (``runs/whisper-bench/encoder-cache``; utterances not in it are encoded once and added). Systems, all
 English, on the demo corpus's dev and test splits (held-out voices): greedy, beam 5, and beam 5 with the
 word 3-gram fused (lambda and beta chosen on a dev grid, test never tuned on); with ``--noises``, also on the
-test audio with each noise at ``--snr`` dB (bench/lm.py's corrupted files, same seed). Hotwords: the teens (thirteen ..
+test audio with each noise at ``--snr`` dB (``ceasr.robustness`` as in bench/lm.py, seed 0). Hotwords: the teens (thirteen ..
 nineteen, absent from the training text and so from the 3-gram) in sentences spoken by dev and test voices
 (bench/lm.py's); the boost is the one with the best dev recall whose dev WER on the ordinary sentences rises
 at most 0.5 point; recall on test with and without boosting, and the ordinary test sentences' WER with the
@@ -57,10 +57,12 @@ def parse_args():
     ap.add_argument("--cache", default=str(REPO / "runs/whisper-bench/encoder-cache"))
     ap.add_argument("--dev-utts", type=int, default=100, help="dev utterances the grid and the boost are chosen on")
     ap.add_argument("--test-utts", type=int, default=0, help="0: every test and hotword sentence (fewer: a smoke run)")
-    ap.add_argument("--noises", nargs="*", default=[], help="also test with these noises (white pink babble), "
-                    "audio from bench/lm.py's folder when it made them")
+    ap.add_argument("--noises", nargs="*", default=[], help="also test with these noises (white pink babble)")
     ap.add_argument("--snr", type=float, default=5.0)
-    ap.add_argument("--noisy-audio", default=str(REPO / "runs/bench-lm-official/audio/test"))
+    ap.add_argument("--noisy-audio", default=str(REPO / "runs/whisper-bench/noisy"),
+                    help="where the noisy test audio is written (ceasr.robustness, seed 0)")
+    ap.add_argument("--grid", default="", help="'lambda,beta': use these instead of the dev grid")
+    ap.add_argument("--no-hotwords", action="store_true", help="skip the hotword study")
     ap.add_argument("--beam", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "runs/whisper-bench/whisper-lm.json"))
@@ -99,8 +101,9 @@ def main() -> None:
     data, hot = Path(args.data), Path(args.hotwords)
     dev = sets.load(_subset(load_rows(data / "dev.jsonl"), args.dev_utts), "dev")
     test = sets.load(_subset(load_rows(data / "test.jsonl"), args.test_utts), "test")  # clean
-    hot_dev = sets.load(_subset(load_rows(hot / "dev.jsonl"), args.test_utts), "hotword dev")
-    hot_test = sets.load(_subset(load_rows(hot / "test.jsonl"), args.test_utts), "hotword test")
+    if not args.no_hotwords:
+        hot_dev = sets.load(_subset(load_rows(hot / "dev.jsonl"), args.test_utts), "hotword dev")
+        hot_test = sets.load(_subset(load_rows(hot / "test.jsonl"), args.test_utts), "hotword test")
     beam = WhisperDecodeConfig(method="beam", beam_size=args.beam, language="en")
     hot_file = Path(args.out).with_name("whisper-lm-hotwords.txt")
     hot_file.parent.mkdir(parents=True, exist_ok=True)
@@ -112,12 +115,12 @@ def main() -> None:
         return corpus_errors(split[1], texts), texts, seconds
 
     grid = []
-    for w in LM_WEIGHTS:
+    for w in LM_WEIGHTS if not args.grid else ():
         for b in LENGTH_BONUSES:
             e = run(dev, dataclasses.replace(beam, lm=args.lm, lm_weight=w, length_penalty=b), f"dev w={w} b={b}")[0]
             grid.append((e.rate, w, b))
             print(f"# dev grid lm_weight={w} length_penalty={b}: WER {100 * e.rate:.2f}%", file=sys.stderr, flush=True)
-    _, w, b = min(grid)
+    _, w, b = min(grid) if grid else (None, *map(float, args.grid.split(",")))
     fused = dataclasses.replace(beam, lm=args.lm, lm_weight=w, length_penalty=b)
     systems = {"greedy": dataclasses.replace(beam, method="greedy"), f"beam {args.beam}": beam,
                f"beam {args.beam} + word 3-gram (lambda {w}, beta {b})": fused}
@@ -143,7 +146,7 @@ def main() -> None:
         return dataclasses.replace(cfg, hotwords=str(hot_file))
 
     hot_rows, hot_results = [], {}
-    for name, cfg in [(f"beam {args.beam}", beam), (f"beam {args.beam} + word 3-gram", fused)]:
+    for name, cfg in [] if args.no_hotwords else [(f"beam {args.beam}", beam), (f"beam {args.beam} + word 3-gram", fused)]:
         base_dev = run(dev, cfg, "dev")[0].rate
         best_boost, best_recall = None, recall(hot_dev[1], run(hot_dev, cfg, "hot dev")[1])[0]
         for boost in BOOSTS:
@@ -160,17 +163,19 @@ def main() -> None:
     print(header(args.threads, load, f"{Path(args.model)}; {len(test[1])} test, {len(dev[1])} dev utterances"))
     print(format_table(["system", "test WER %", "S/D/I/N", "dev WER %", "decode s/utt",
                         *(f"test WER % {c}" for c in noisy)], rows))
-    print(f"\nhotwords {', '.join(HOTWORDS)} (absent from the training text), {len(hot_test[1])} test-voice sentences; "
-          "boost chosen on dev voices:")
-    print(format_table(["system", "boost", "recall without", "recall with", "test WER % without list",
-                        "test WER % with list"], hot_rows))
+    if hot_rows:
+        print(f"\nhotwords {', '.join(HOTWORDS)} (absent from the training text), {len(hot_test[1])} test-voice "
+              "sentences; boost chosen on dev voices:")
+        print(format_table(["system", "boost", "recall without", "recall with", "test WER % without list",
+                            "test WER % with list"], hot_rows))
     write_json(args.out, {"systems": results, "grid": grid, "hotwords": hot_results})
     names = list(results)
-    print(f"headline: fine-tuned Whisper test WER {100 * results[names[1]]['test']:.2f}% (beam) -> "
-          f"{100 * results[names[2]]['test']:.2f}% with the word 3-gram; hotword recall "
-          f"{hot_results[names[1]]['recall'][0][0]} -> {hot_results[names[1]]['recall'][1][0]} of "
-          f"{hot_results[names[1]]['recall'][0][1]}")
-
+    line = (f"headline: fine-tuned Whisper test WER {100 * results[names[1]]['test']:.2f}% (beam) -> "
+            f"{100 * results[names[2]]['test']:.2f}% with the word 3-gram")
+    if hot_results:
+        (found0, n), (found1, _) = next(iter(hot_results.values()))["recall"]
+        line += f"; hotword recall {found0} -> {found1} of {n} (beam, boost list loaded)"
+    print(line)
 
 if __name__ == "__main__":
     main()
