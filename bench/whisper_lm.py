@@ -4,15 +4,15 @@ Run after bench/whisper_finetune.py (its model and encoder cache) and bench/lm.p
 the train transcripts, and its hotword sentences):
 ``.venv/bin/python bench/whisper_lm.py [--model runs/whisper-bench/ft-all-tok/model] [--threads 2]``
 
-The encoder is the frozen pretrained one, so every utterance's encoder output comes from the fine-tuning
-cache (``runs/whisper-bench/encoder-cache``; utterances not in it are encoded once and added). Systems, all
-English, on the demo corpus's dev and test splits (held-out voices): greedy, beam 5, and beam 5 with the
-word 3-gram fused (lambda and beta chosen on a dev grid, test never tuned on); with ``--noises``, also on the
-test audio with each noise at ``--snr`` dB (``ceasr.robustness`` as in bench/lm.py, seed 0). Hotwords: the teens (thirteen ..
-nineteen, absent from the training text and so from the 3-gram) in sentences spoken by dev and test voices
-(bench/lm.py's); the boost is the one with the best dev recall whose dev WER on the ordinary sentences rises
-at most 0.5 point; recall on test with and without boosting, and the ordinary test sentences' WER with the
-boost list loaded. The last line is the headline.
+The encoder is the frozen pretrained one, so every utterance's encoder output comes from the fine-tuning cache
+(``runs/whisper-bench/encoder-cache``; utterances not in it are encoded once and added). Systems, all English,
+on the demo corpus's dev and test splits (held-out voices): greedy, beam 5, and beam 5 with the word 3-gram
+fused (lambda and beta chosen on a dev grid, test never tuned on); with ``--noises``, also on the test audio
+with each noise at ``--snr`` dB (``ceasr.robustness`` as in bench/lm.py, seed 0). Hotwords: the teens
+(thirteen .. nineteen, absent from the training text and so from the 3-gram) in sentences spoken by dev and
+test voices (bench/lm.py's); the boost is the one with the best dev recall whose dev WER on the ordinary
+sentences rises at most 0.5 point; recall on test with and without boosting, and the ordinary test sentences'
+WER with the boost list loaded. The last line is the headline.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ class Sets:
         return ex.inputs, ex.refs
 
 
-def decode_texts(model, tok, enc: torch.Tensor, cfg: WhisperDecodeConfig, scorers, desc: str) -> tuple[list[str], float]:
+def decode_texts(model, tok, enc: torch.Tensor, cfg: WhisperDecodeConfig, scorers,
+                 desc: str) -> tuple[list[str], float]:
     """Texts of every encoder output and the decoding seconds."""
     start, texts = time.perf_counter(), []
     for i in tqdm(range(len(enc)), desc=desc, leave=False):
@@ -110,7 +111,7 @@ def main() -> None:
     lm = load_lm(args.lm)
 
     def run(split, cfg: WhisperDecodeConfig, desc: str):
-        scorers = load_scorers(cfg, tok.word_pieces, tok.encode_words, lm) if (cfg.lm or cfg.hotwords) else None
+        scorers = load_scorers(cfg, lambda: tok.word_pieces, tok.encode_words, lm)
         texts, seconds = decode_texts(model, tok, split[0], cfg, scorers, desc)
         return corpus_errors(split[1], texts), texts, seconds
 
@@ -146,7 +147,8 @@ def main() -> None:
         return dataclasses.replace(cfg, hotwords=str(hot_file))
 
     hot_rows, hot_results = [], {}
-    for name, cfg in [] if args.no_hotwords else [(f"beam {args.beam}", beam), (f"beam {args.beam} + word 3-gram", fused)]:
+    studied = [(f"beam {args.beam}", beam), (f"beam {args.beam} + word 3-gram", fused)]
+    for name, cfg in [] if args.no_hotwords else studied:
         base_dev = run(dev, cfg, "dev")[0].rate
         best_boost, best_recall = None, recall(hot_dev[1], run(hot_dev, cfg, "hot dev")[1])[0]
         for boost in BOOSTS:

@@ -57,7 +57,8 @@ def main() -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(texts, f)
     done = subprocess.run([str(PEER_PYTHON), str(Path(__file__).resolve().parent / "peers/tiktoken_encode.py"),
-                           "--ranks", str(ranks_file(work)), "--texts", f.name], capture_output=True, text=True, check=True)
+                           "--ranks", str(ranks_file(work)), "--texts", f.name],
+                          capture_output=True, text=True, check=True)
     reference = json.loads(done.stdout)
     shipped = Tokenizer.from_file(str(work / "fw-base/tokenizer.json"))
     ours = read_tokenizer_json(work / "fw-base/tokenizer.json")

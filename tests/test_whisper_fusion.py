@@ -28,7 +28,8 @@ TEXTS = sorted(set(CORPUS)) + [" turn on the light", " the ten timers", "tttt t"
 
 
 def _merges(tok: Tokenizer) -> list:
-    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(tok.to_str())["model"]["merges"]]
+    merges = json.loads(tok.to_str())["model"]["merges"]
+    return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in merges]
 
 
 def _without_merge(tok: Tokenizer, rank: int) -> Tokenizer:

@@ -46,7 +46,7 @@ class Recognizer:
         self.model = model.to(self.device).eval()
         # Inference never dithers, whatever training did.
         self.fbank = Fbank(dataclasses.replace(cfg.features, dither=0.0)).to(self.device)
-        pieces = [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]
+        pieces = lambda: [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]  # noqa: E731
         self.scorers = load_scorers(cfg.decode, pieces, tokenizer.encode, lm)
 
     @property
@@ -86,10 +86,11 @@ class Recognizer:
         return Transcript(text, tokens, tuple(hyp.token_scores), languages_to_label(langs), langs)
 
 
-def load_scorers(cfg, pieces: Sequence[str], encode: Callable[[str], list[int]], lm=None) -> Scorers | None:
+def load_scorers(cfg, pieces: Callable[[], Sequence[str]], encode: Callable[[str], list[int]],
+                 lm=None) -> Scorers | None:
     """The LM and hotwords a decode config ``cfg`` names (None when it names neither), for a recognizer whose
-    token ``i`` is ``pieces[i]`` and whose tokenizer turns hotword text into ids with ``encode``; ``lm``: the
-    model ``cfg.lm`` names, already loaded."""
+    token ``i`` is ``pieces()[i]`` (called only when needed) and whose tokenizer turns hotword text into ids
+    with ``encode``; ``lm``: the model ``cfg.lm`` names, already loaded."""
     if not cfg.lm and not cfg.hotwords:
         return None
     from ceasr.decode.hotwords import load_hotwords
@@ -98,7 +99,7 @@ def load_scorers(cfg, pieces: Sequence[str], encode: Callable[[str], list[int]],
     if cfg.lm and lm is None:
         lm = load_lm(cfg.lm)
     hot = load_hotwords(cfg.hotwords, encode, cfg.hotword_boost) if cfg.hotwords else None
-    return Scorers(tuple(pieces), lm if cfg.lm else None, hot)
+    return Scorers(tuple(pieces()), lm if cfg.lm else None, hot)
 
 
 def _load_asr(model_dir: str | Path, decode: list[str], device: str) -> Recognizer:

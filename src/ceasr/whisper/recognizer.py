@@ -37,8 +37,7 @@ class WhisperRecognizer:
         self.model = model.to(self.device).eval()
         self.window_batch = window_batch  # windows encoded and decoded together
         # A language model and hotwords see Whisper's tokens as normalized word pieces.
-        needed = cfg.decode.lm or cfg.decode.hotwords
-        self.scorers = load_scorers(cfg.decode, tokenizer.word_pieces, tokenizer.encode_words, lm) if needed else None
+        self.scorers = load_scorers(cfg.decode, lambda: tokenizer.word_pieces, tokenizer.encode_words, lm)
 
     sample_rate = SAMPLE_RATE
 

@@ -106,8 +106,8 @@ class WhisperTokenizer:
         (``normalize_basic``); control tokens are "". Byte pieces of a split UTF-8 character spell nothing."""
         texts = self.tokenizer.decode_batch([[i] for i in range(self.eot)], skip_special_tokens=False)
         texts += [""] * (self.vocab_size - self.eot)
-        return tuple((WORD_START if text.startswith(" ") else "") + "".join(normalize_basic(text.replace("\ufffd", "")).split())
-                     for text in texts)
+        spelled = ("".join(normalize_basic(text.replace("\ufffd", "")).split()) for text in texts)
+        return tuple((WORD_START if text.startswith(" ") else "") + body for text, body in zip(texts, spelled))
 
     def encode_words(self, text: str) -> list[int]:
         """Ids of normalized words as Whisper writes them inside a transcript (after a space)."""
