@@ -44,7 +44,7 @@ from ceasr.whisper.recognizer import load_whisper_dir  # noqa: E402
 
 LM_WEIGHTS = (0.1, 0.25, 0.5)
 LENGTH_BONUSES = (0.0, 1.0)
-BOOSTS = (1.0, 2.0, 4.0)
+BOOSTS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def parse_args():
