@@ -101,7 +101,8 @@ def main() -> None:
     sets = Sets(model, tok, args.cache)
     data, hot = Path(args.data), Path(args.hotwords)
     dev = sets.load(_subset(load_rows(data / "dev.jsonl"), args.dev_utts), "dev")
-    test = sets.load(_subset(load_rows(data / "test.jsonl"), args.test_utts), "test")  # clean
+    test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
+    test = sets.load(test_rows, "test")  # clean
     if not args.no_hotwords:
         hot_dev = sets.load(_subset(load_rows(hot / "dev.jsonl"), args.test_utts), "hotword dev")
         hot_test = sets.load(_subset(load_rows(hot / "test.jsonl"), args.test_utts), "hotword test")
@@ -123,9 +124,8 @@ def main() -> None:
             print(f"# dev grid lm_weight={w} length_penalty={b}: WER {100 * e.rate:.2f}%", file=sys.stderr, flush=True)
     _, w, b = min(grid) if grid else (None, *map(float, args.grid.split(",")))
     fused = dataclasses.replace(beam, lm=args.lm, lm_weight=w, length_penalty=b)
-    systems = {"greedy": dataclasses.replace(beam, method="greedy"), f"beam {args.beam}": beam,
-               f"beam {args.beam} + word 3-gram (lambda {w}, beta {b})": fused}
-    test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
+    fused_name = f"beam {args.beam} + word 3-gram (lambda {w}, beta {b})"
+    systems = {"greedy": dataclasses.replace(beam, method="greedy"), f"beam {args.beam}": beam, fused_name: fused}
     noisy = {f"{n} {args.snr:g} dB": sets.load(corrupt_manifest(test_rows, Condition(noise=n, snr_db=args.snr),
                                                                 args.noisy_audio, seed=0), f"test {n}")
              for n in args.noises}
@@ -147,9 +147,9 @@ def main() -> None:
         return dataclasses.replace(cfg, hotwords=str(hot_file))
 
     hot_rows, hot_results = [], {}
-    studied = [(f"beam {args.beam}", beam), (f"beam {args.beam} + word 3-gram", fused)]
-    for name, cfg in [] if args.no_hotwords else studied:
-        base_dev = run(dev, cfg, "dev")[0].rate
+    studied = [(f"beam {args.beam}", f"beam {args.beam}"), (f"beam {args.beam} + word 3-gram", fused_name)]
+    for name, system in [] if args.no_hotwords else studied:
+        cfg, base_dev = systems[system], results[system]["dev"]  # without the list: the table's figures
         best_boost, best_recall = None, recall(hot_dev[1], run(hot_dev, cfg, "hot dev")[1])[0]
         for boost in BOOSTS:
             found = recall(hot_dev[1], run(hot_dev, with_boost(cfg, boost), f"hot dev {boost}")[1])[0]
@@ -157,7 +157,7 @@ def main() -> None:
             if ok and found > best_recall:
                 best_boost, best_recall = boost, found
         recalls = [recall(hot_test[1], run(hot_test, with_boost(cfg, x), "hot test")[1]) for x in (None, best_boost)]
-        wers = [run(test, with_boost(cfg, x), "test")[0].rate for x in (None, best_boost)]
+        wers = [results[system]["test"], run(test, with_boost(cfg, best_boost), "test")[0].rate]
         hot_results[name] = {"boost": best_boost, "recall": recalls, "test_wer": wers}
         hot_rows.append([name, str(best_boost), f"{recalls[0][0]}/{recalls[0][1]}", f"{recalls[1][0]}/{recalls[1][1]}",
                          f"{100 * wers[0]:.2f}", f"{100 * wers[1]:.2f}"])
