@@ -7,8 +7,8 @@ LMs are trained on the train transcripts: a word 3-gram (modified Kneser-Ney) an
 model's BPE tokens. Dev and test audio get each noise at ``--snr`` dB through ``ceasr.robustness``. The CTC
 log-probabilities of every utterance are computed once; every system searches the same ones at beam
 ``--beam``: ceasr's prefix beam search (no LM; with the 3-gram fused, scoring words only at their ends as
-before and with partial words scored; its n-best rescored by the Transformer LM) and pyctcdecode with kenlm on
-the same ARPA file (its own venv, ``.venv-lm``). Each system's LM weight and length bonus are tuned once on
+before and with partial words scored; with the Transformer LM fused, and rescoring the n-best) and
+pyctcdecode with kenlm on the same ARPA file (its own venv, ``.venv-lm``). Each system's LM weight and length bonus are tuned once on
 the dev set of every condition pooled (Optuna for ceasr, a grid for pyctcdecode); test is never tuned on.
 Speed is search seconds over audio seconds, per file; the full pipeline RTF (features, encoder, search) is
 measured for prefix beam + 3-gram at batch size 1.
@@ -202,6 +202,7 @@ def ceasr_systems(pieces, ngram, neural) -> dict:
         "3-gram fusion, whole words only": lambda w, b: (Fusion(pieces, ngram, w, b, oov_penalty=0.0), None),
         "3-gram fusion, partial words scored": lambda w, b: (Fusion(pieces, ngram, w, b), None),
         "3-gram fusion, partial + look-ahead": lambda w, b: (Fusion(pieces, ngram, w, b, lookahead=True), None),
+        "Transformer LM fusion": lambda w, b: (Fusion(pieces, neural, w, b), None),
         "Transformer LM rescoring": lambda w, b: (Fusion((), length_bonus=b), Fusion(pieces, neural, w, b)),
     }
 
@@ -364,10 +365,9 @@ def report(args, load, ppl, tuned, best_peer, table, full_rtf, n_waves, hw, summ
     write_json(out / "bench-lm.json", {"rows": table, "tuned": tuned, "peer": best_peer, "hotwords": hw,
                                        "full_rtf": full_rtf})
     noisy = [c for c in conds if c != "clean"]
-    rel = {c: 1 - summary[(c, "3-gram fusion, partial words scored")] / max(summary[(c, "prefix beam, no LM")], 1e-9)
-           for c in noisy}
-    print("3-gram fusion (partial words scored) vs no LM, relative WER cut: "
-          + ", ".join(f"{c} {v:+.1%}" for c, v in rel.items()))
+    for system in ("3-gram fusion, partial words scored", "Transformer LM fusion"):
+        rel = {c: 1 - summary[(c, system)] / max(summary[(c, "prefix beam, no LM")], 1e-9) for c in noisy}
+        print(f"{system} vs no LM, relative WER cut: " + ", ".join(f"{c} {v:+.1%}" for c, v in rel.items()))
 
 
 if __name__ == "__main__":

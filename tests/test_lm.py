@@ -176,6 +176,24 @@ def test_transformer_lm_learns_and_scores_consistently(tmp_path):
     assert rows[:, tok.blank_id].max() == 0.0
 
 
+def test_neural_lm_row_cache_never_drops_what_a_call_asks_for(monkeypatch):
+    import torch
+
+    from ceasr.lm import neural
+
+    torch.manual_seed(0)
+    tok = CharTokenizer.train(["go left", "turn right"])
+    model = neural.build_lm_model(LMConfig(type="transformer", d_model=16, n_heads=2, layers=1, ff_dim=32), tok.vocab_size)
+    reference = neural.NeuralLM(model, tok)  # the default cache: nothing is evicted here
+    monkeypatch.setattr(neural, "CACHE_STATES", 3)
+    lm = neural.NeuralLM(model, tok)
+    a, b, c, d, e = ((lm.sos, *tok.encode(w)) for w in ("go", "le", "ft", "tu", "rn"))
+    lm.log_probs([a, b, c])  # the cache is full
+    for states in ([a, d, e], [b, c, d, e, a]):  # a is the oldest entry; then more states than the cache holds
+        np.testing.assert_allclose(lm.log_probs(states), reference.log_probs(states), atol=1e-6)  # batches differ
+    assert len(lm._cache) == 5 and list(lm._cache)[-1] == a  # what was just asked for is kept, newest last
+
+
 def test_train_lm_rejects_bad_settings(tmp_path):
     with pytest.raises(ConfigError, match="lm.type"):
         train_lm(LMConfig(type="rnn"), ["a"], tmp_path / "x")

@@ -69,9 +69,12 @@ class NeuralLM(LanguageModel):
             rows = self._mask(logits.double().log_softmax(dim=-1)).numpy()
             for s, row in zip(missing, rows):
                 self._cache[s] = row
-            while len(self._cache) > CACHE_STATES:
-                self._cache.popitem(last=False)
-        return np.stack([self._cache[s] for s in states])
+        for s in states:  # least recently used first out: what this call asks for is the newest
+            self._cache.move_to_end(s)
+        out = np.stack([self._cache[s] for s in states])
+        while len(self._cache) > max(CACHE_STATES, len(states)):
+            self._cache.popitem(last=False)
+        return out
 
     def _mask(self, lp: torch.Tensor) -> torch.Tensor:
         """Renormalize without the ids a sentence never continues with (blank; sos when it differs from eos)."""
