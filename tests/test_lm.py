@@ -183,7 +183,8 @@ def test_neural_lm_row_cache_never_drops_what_a_call_asks_for(monkeypatch):
 
     torch.manual_seed(0)
     tok = CharTokenizer.train(["go left", "turn right"])
-    model = neural.build_lm_model(LMConfig(type="transformer", d_model=16, n_heads=2, layers=1, ff_dim=32), tok.vocab_size)
+    cfg = LMConfig(type="transformer", d_model=16, n_heads=2, layers=1, ff_dim=32)
+    model = neural.build_lm_model(cfg, tok.vocab_size)
     reference = neural.NeuralLM(model, tok)  # the default cache: nothing is evicted here
     monkeypatch.setattr(neural, "CACHE_STATES", 3)
     lm = neural.NeuralLM(model, tok)
@@ -191,7 +192,7 @@ def test_neural_lm_row_cache_never_drops_what_a_call_asks_for(monkeypatch):
     lm.log_probs([a, b, c])  # the cache is full
     for states in ([a, d, e], [b, c, d, e, a]):  # a is the oldest entry; then more states than the cache holds
         np.testing.assert_allclose(lm.log_probs(states), reference.log_probs(states), atol=1e-6)  # batches differ
-    assert len(lm._cache) == 5 and list(lm._cache)[-1] == a  # what was just asked for is kept, newest last
+    assert list(lm._cache) == [d, e, a]  # the least recently asked for went first
 
 
 def test_train_lm_rejects_bad_settings(tmp_path):

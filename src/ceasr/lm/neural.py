@@ -69,10 +69,10 @@ class NeuralLM(LanguageModel):
             rows = self._mask(logits.double().log_softmax(dim=-1)).numpy()
             for s, row in zip(missing, rows):
                 self._cache[s] = row
-        for s in states:  # least recently used first out: what this call asks for is the newest
+        for s in states:  # least recently used goes first: what this call asked for is the newest
             self._cache.move_to_end(s)
-        out = np.stack([self._cache[s] for s in states])
-        while len(self._cache) > max(CACHE_STATES, len(states)):
+        out = np.stack([self._cache[s] for s in states])  # before evicting, which may drop some of them
+        while len(self._cache) > CACHE_STATES:
             self._cache.popitem(last=False)
         return out
 
