@@ -8,8 +8,9 @@ model's BPE tokens. Dev and test audio get each noise at ``--snr`` dB through ``
 log-probabilities of every utterance are computed once; every system searches the same ones at beam
 ``--beam``: ceasr's prefix beam search (no LM; with the 3-gram fused, scoring words only at their ends as
 before and with partial words scored; with the Transformer LM fused, and rescoring the n-best) and
-pyctcdecode with kenlm on the same ARPA file (its own venv, ``.venv-lm``). Each system's LM weight and length bonus are tuned once on
-the dev set of every condition pooled (Optuna for ceasr, a grid for pyctcdecode); test is never tuned on.
+pyctcdecode with kenlm on the same ARPA file (its own venv, ``.venv-lm``). Each system's LM weight and
+length bonus are tuned once on the dev set of every condition pooled (Optuna for ceasr, a grid for
+pyctcdecode); test is never tuned on.
 Speed is search seconds over audio seconds, per file; the full pipeline RTF (features, encoder, search) is
 measured for prefix beam + 3-gram at batch size 1.
 
