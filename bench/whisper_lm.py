@@ -179,5 +179,6 @@ def main() -> None:
         line += f"; hotword recall {found0} -> {found1} of {n} (beam, boost list loaded)"
     print(line)
 
+
 if __name__ == "__main__":
     main()
