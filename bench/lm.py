@@ -51,6 +51,7 @@ from ceasr.lm import load_lm, read_texts, train_lm  # noqa: E402
 from ceasr.metrics import corpus_errors  # noqa: E402
 from ceasr.robustness import Condition, corrupt_manifest  # noqa: E402
 from ceasr.text.normalize import normalize  # noqa: E402
+from ceasr.text.tokenizer import pieces  # noqa: E402
 
 PEER_PYTHON = REPO / ".venv-lm/bin/python"
 PEER_SCRIPT = Path(__file__).resolve().parent / "peers/pyctcdecode_decode.py"
@@ -296,19 +297,19 @@ def main() -> None:
     out, data = Path(args.out), Path(args.data)
     rec, key = ceasr.load_model(args.model), model_key(args.model)
     tok = rec.tokenizer
-    pieces = tuple(tok.id_to_piece(i) for i in range(tok.vocab_size))
+    vocab = pieces(tok)
     train_lms(out, data, tok, args.lm_steps)
     ngram, neural = load_lm(out / "word3", backend="python"), load_lm(out / "transformer")
     ppl = {k: json.loads((out / k / "lm.json").read_text())["heldout"]["perplexity"] for k in ("word3", "transformer")}
-    labels = ["", "▁⁇▁", "⁇⁇"] + list(pieces[3:])  # blank, then unk and sos/eos (never emitted by CTC)
+    labels = ["", "▁⁇▁", "⁇⁇"] + list(vocab[3:])  # blank, then unk and sos/eos (never emitted by CTC)
     conds = {"clean": Condition(), **{f"{n} {args.snr:g} dB": Condition(noise=n, snr_db=args.snr) for n in args.noises}}
-    bench = Bench(tok, pieces, args.beam, env, labels, str((out / "word3/lm.arpa").resolve()),
+    bench = Bench(tok, vocab, args.beam, env, labels, str((out / "word3/lm.arpa").resolve()),
                   load_sets(rec, data, out, key, conds), args.dev_every)
     hot = {s: log_probs_of(rec, rows, out / "cache" / key / f"hotwords-{s}.pt")
            for s, rows in hotword_rows(out, data).items()}
 
     dev_lps, dev_refs = bench.pooled("dev")
-    makers = ceasr_systems(pieces, ngram, neural)
+    makers = ceasr_systems(vocab, ngram, neural)
     tuned = {}
     for name, make in makers.items():
         tuned[name] = tune(lambda w, b, make=make: corpus_errors(dev_refs, bench.ceasr(lambda: make(w, b))(dev_lps)[0]).rate,

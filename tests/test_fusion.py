@@ -19,7 +19,7 @@ from ceasr.lm.base import LanguageModel
 from ceasr.lm.arpa import read_arpa
 from ceasr.lm.kneser_ney import estimate
 from ceasr.lm.ngram import NgramLM
-from ceasr.text.tokenizer import CharTokenizer
+from ceasr.text.tokenizer import CharTokenizer, pieces
 from test_decode import StandInModel, ctc_loss_score, exhaustive, random_log_probs
 
 V = 6
@@ -172,10 +172,9 @@ def test_partial_match_bonus_is_taken_back():
 def test_word_lm_scores_words_at_boundaries():
     texts = ["go left", "go right now", "stop", "turn left now"]
     tok = CharTokenizer.train(texts)
-    pieces = tuple(tok.id_to_piece(i) for i in range(tok.vocab_size))
     lm = NgramLM(estimate([t.split() for t in texts], 2))
     lam, beta = 0.5, 0.25
-    fusion = Fusion(pieces, lm, lam, beta)
+    fusion = Fusion(pieces(tok), lm, lam, beta)
     for text in ["go left", "turn right", "stop stop now", "gone"]:
         ids = tok.encode(text)
         unknown = sum(w not in lm.vocab for w in text.split())  # "gone": the LM's <unk> plus the OOV penalty

@@ -14,6 +14,7 @@ from ceasr.text.tokenizer import (
     BpeTokenizer,
     CharTokenizer,
     load_tokenizer,
+    pieces,
     train_tokenizer,
 )
 
@@ -105,6 +106,12 @@ def test_special_ids_are_fixed(bpe, char):
         assert [tok.id_to_piece(i) for i in range(3)] == ["<blank>", "<unk>", "<sos/eos>"]
         assert all(i >= 3 for s in SENTENCES for i in tok.encode(s))
         assert tok.decode([0, 2] + tok.encode("turn left") + [2, 0]) == "turn left"
+
+
+def test_pieces_lists_every_token_by_id(char):
+    # The char tokenizer's pieces are known: the specials, then "▁" and the sorted characters.
+    chars = sorted(set("".join(SENTENCES + ["你好 世界"])) - {" "})
+    assert pieces(char) == ("<blank>", "<unk>", "<sos/eos>", "\u2581", *chars)
 
 
 @pytest.mark.parametrize("kind", ["bpe", "char"])

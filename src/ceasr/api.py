@@ -16,6 +16,7 @@ from ceasr.decode import Scorers, decode
 from ceasr.errors import CeasrError
 from ceasr.features import Fbank
 from ceasr.text.script import languages_to_label, piece_language
+from ceasr.text.tokenizer import pieces
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,7 @@ class Recognizer:
         self.model = model.to(self.device).eval()
         # Inference never dithers, whatever training did.
         self.fbank = Fbank(dataclasses.replace(cfg.features, dither=0.0)).to(self.device)
-        pieces = lambda: [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]  # noqa: E731
-        self.scorers = load_scorers(cfg.decode, pieces, tokenizer.encode, lm)
+        self.scorers = load_scorers(cfg.decode, lambda: pieces(tokenizer), tokenizer.encode, lm)
 
     @property
     def sample_rate(self) -> int:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ceasr.config import LMConfig
 from ceasr.lm.base import LanguageModel
 from ceasr.models.lm import TransformerLM
+from ceasr.text.tokenizer import pieces
 from ceasr.train import checkpoint as ckpt
 from ceasr.train.optim import build_optimizer, build_scheduler
 
@@ -44,7 +45,7 @@ class NeuralLM(LanguageModel):
     def __init__(self, model: TransformerLM, tokenizer):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.vocab = tuple(tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size))
+        self.vocab = pieces(tokenizer)
         self.eos, self.unk, self.sos = tokenizer.eos_id, tokenizer.unk_id, tokenizer.sos_id
         self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
 

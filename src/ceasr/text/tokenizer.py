@@ -49,6 +49,11 @@ class Tokenizer(Protocol):
     def save(self, directory: str | Path) -> None: ...
 
 
+def pieces(tokenizer: Tokenizer) -> tuple[str, ...]:
+    """Every token's piece, by id (``pieces(tok)[i] == tok.id_to_piece(i)``)."""
+    return tuple(tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size))
+
+
 class _Specials:
     """The fixed special ids, shared by both kinds."""
 
