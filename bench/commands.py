@@ -11,9 +11,11 @@ digit strings; noise = ``noise-test.jsonl``. The rejection threshold is calibrat
 config's default threshold and at the calibrated one. PocketSphinx 5.1.1 (en-us acoustic model, single
 thread, its own venv) decodes the same files with an equivalent JSGF grammar (every phrase an alternative);
 it has no rejection, so a non-empty output is an accept. RTF is per file at batch size 1 (model load and a
-warm-up excluded). Streaming: test clips (commands, out-of-grammar, noise) are joined by 0.5-1 s of
-near-silence into one stream fed in 100 ms chunks to ``CommandSpotter``; latency = stream time at which a
-command was printed minus the end of its speech (energy), plus the compute time of that hop.
+warm-up excluded); on the test sets it alternates file by file with the same recognizer with its encoder
+traced (``--jit``: the same decisions, less time). Streaming, traced as ``ceasr listen`` is by default:
+test clips (commands, out-of-grammar, noise) are joined by 0.5-1 s of near-silence into one stream fed in
+100 ms chunks to ``CommandSpotter``; latency = stream time at which a command was printed minus the end of
+its speech (energy), plus the compute time of that hop.
 """
 
 from __future__ import annotations
@@ -56,20 +58,25 @@ def load_sets(corpus: Path, data: Path, split: str, commands, limit: int | None 
     return {k: [(r.id, r.text, load_audio(r.audio)) for r in v[:limit]] for k, v in sets.items()}
 
 
-def run_ceasr(crec: CommandRecognizer, sets: dict) -> dict[str, list[dict]]:
-    """Per set, per file: best phrase, confidence, seconds (batch 1, after a warm-up)."""
-    for _, _, w in sets["in"][:3]:
-        crec.recognize(w)
-    out = {}
+def run_ceasr(recognizers: dict[str, CommandRecognizer], sets: dict) -> dict[str, dict[str, list[dict]]]:
+    """Per recognizer, per set, per file: best phrase, confidence, seconds (batch 1, after a warm-up). Several
+    recognizers take turns file by file, first one then the other, so a change in the machine's speed touches
+    all alike."""
+    for crec in recognizers.values():
+        for _, _, w in sets["in"][:3]:
+            crec.recognize(w)
+    out = {name: {} for name in recognizers}
     for kind, items in sets.items():
-        rows = []
-        for uid, text, wave in tqdm(items, desc=f"ceasr {kind}", leave=False):
-            start = time.perf_counter()
-            r = crec.recognize(wave)
-            rows.append({"id": uid, "ref": text, "best": r.command.text, "slots": r.command.as_dict(),
-                         "confidence": r.confidence, "seconds": time.perf_counter() - start,
-                         "audio_seconds": len(wave) / 16000})
-        out[kind] = rows
+        for name in recognizers:
+            out[name][kind] = []
+        for i, (uid, text, wave) in enumerate(tqdm(items, desc=f"ceasr {kind}", leave=False)):
+            names = list(recognizers)
+            for name in names[i % len(names):] + names[: i % len(names)]:
+                start = time.perf_counter()
+                r = recognizers[name].recognize(wave)
+                out[name][kind].append({"id": uid, "ref": text, "best": r.command.text, "slots": r.command.as_dict(),
+                                        "confidence": r.confidence, "seconds": time.perf_counter() - start,
+                                        "audio_seconds": len(wave) / 16000})
     return out
 
 
@@ -174,18 +181,22 @@ def main() -> None:
     dev = load_sets(corpus, data, "dev", commands, args.limit)
     test = load_sets(corpus, data, "test", commands, args.limit)
     load = load_average()
-    dev_rows = run_ceasr(crec, dev)
+    dev_rows = run_ceasr({"ceasr": crec}, dev)["ceasr"]
     calibrated = threshold_for_far([r["confidence"] for r in dev_rows["oog"]], args.target_far)
     looser = threshold_for_far([r["confidence"] for r in dev_rows["oog"]], args.also_far)
-    rows = {"ceasr": run_ceasr(crec, test)}
+    traced = CommandRecognizer(crec.recognizer.traced(), commands, CommandConfig())
+    rows = run_ceasr({"ceasr": crec, "ceasr --jit": traced}, test)
+    same = sum(a["best"] == b["best"] for k in test for a, b in zip(rows["ceasr"][k], rows["ceasr --jit"][k]))
+    print(f"--jit (TorchScript-traced encoder): the same best phrase on {same}/{sum(map(len, test.values()))} files")
     if not args.no_peers:
         rows["PocketSphinx JSGF"] = run_pocketsphinx(Path(args.peer_python), test, commands, env)
-    stream = run_stream(crec, test, args.stream_clips)
+    stream = run_stream(traced, test, args.stream_clips)
     default = crec.cfg.threshold
     table = {f"ceasr, default threshold {default:.3f}": rates(rows["ceasr"], default),
              f"ceasr, dev-calibrated for FAR {100 * args.target_far:g}%: {calibrated:.3f}":
                  rates(rows["ceasr"], calibrated),
-             f"ceasr, dev-calibrated for FAR {100 * args.also_far:g}%: {looser:.3f}": rates(rows["ceasr"], looser)}
+             f"ceasr, dev-calibrated for FAR {100 * args.also_far:g}%: {looser:.3f}": rates(rows["ceasr"], looser),
+             f"ceasr --jit, default threshold {default:.3f}": rates(rows["ceasr --jit"], default)}
     if "PocketSphinx JSGF" in rows:
         table["PocketSphinx 5.1.1 + JSGF (no rejection)"] = rates(rows["PocketSphinx JSGF"], 0.5)
     report(args, table, stream, load, test)

@@ -55,6 +55,16 @@ def test_command_lines_json_and_threshold(setup):
     assert out.stderr.strip().endswith("none.wav: no such file")
 
 
+def test_jit_gives_the_same_lines(setup):
+    _, model, wavs = setup
+    eager = run("command", "--model", model, "--threshold", "0", "--format", "json", *wavs)
+    traced = run("command", "--model", model, "--threshold", "0", "--format", "json", "--jit", *wavs)
+    assert eager.returncode == traced.returncode == 0, traced.stderr
+    for a, b in zip(eager.stdout.splitlines(), traced.stdout.splitlines(), strict=True):
+        a, b = json.loads(a), json.loads(b)
+        assert a["best"] == b["best"] and abs(a["confidence"] - b["confidence"]) < 1e-3
+
+
 def test_stationary_noise_gets_confidence_zero_unless_the_level_check_is_off(setup):
     tmp, model, wavs = setup  # steady white noise: its 10 ms levels span ~1.6 dB
     bursts = 0.1 * np.random.default_rng(1).standard_normal(16000) * np.repeat([1.0, 0.05] * 5, 1600)

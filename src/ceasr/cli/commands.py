@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from pathlib import Path
 def _cmd_command(args) -> None:
     from ceasr.commands.recognize import load_command_recognizer, recognize_files
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, **_fields(args))
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, **_fields(args))
     if recognize_files(crec, args.files, fmt=args.format) == len(args.files):
         raise SystemExit(1)
 
@@ -18,7 +19,7 @@ def _cmd_listen(args) -> None:
     from ceasr.commands.recognize import load_command_recognizer
     from ceasr.commands.stream import CommandSpotter, file_chunks, listen, pcm_chunks
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, **_fields(args))
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, **_fields(args))
     chunk = round(crec.sample_rate * args.chunk_ms / 1000)
     if args.input == "-":
         chunks = pcm_chunks(sys.stdin.buffer, chunk)
@@ -31,7 +32,7 @@ def _cmd_evaluate_commands(args) -> None:
     from ceasr.commands.evaluate import evaluate_commands
     from ceasr.commands.recognize import load_command_recognizer
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, **_fields(args))
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, **_fields(args))
     out = args.out or Path(args.model).resolve().parent / "commands-eval"
     report = evaluate_commands(crec, args.in_grammar, args.out_of_grammar, args.noise_only, out, args.target_far)
     print(report.summary_lines())
@@ -43,8 +44,11 @@ def _fields(args) -> dict:
 
 def add_verbs(verbs) -> None:
     """The voice-command verbs: command, listen, evaluate-commands."""
-    def common(p):
+    def common(p, jit: bool = False):
         p.add_argument("--model", required=True)
+        p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=jit,
+                       help=f"trace the encoder with TorchScript: about a third less encoder time per call, "
+                            f"after about a second of tracing (default: {'on' if jit else 'off'})")
         p.add_argument("--commands", default="default", help="a built-in set (default) or a command-set file")
         p.add_argument("--threshold", type=float, help="accept when confidence >= this (default: the config's)")
         p.add_argument("--min-spread-db", type=float, help="reject audio whose level spans fewer dB (stationary "
@@ -57,7 +61,7 @@ def add_verbs(verbs) -> None:
     p.set_defaults(func=_cmd_command)
 
     p = verbs.add_parser("listen", help="spot commands in a long recording or a 16 kHz s16le PCM stream")
-    common(p)
+    common(p, jit=True)
     p.add_argument("--input", default="-", help="raw PCM file, audio file, or - for stdin (default)")
     p.add_argument("--chunk-ms", type=float, default=100.0, help="read size")
     p.add_argument("--format", choices=["text", "json"], default="text")

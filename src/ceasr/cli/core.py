@@ -95,7 +95,7 @@ def _cmd_transcribe(args) -> None:
     from ceasr.api import load_model
     from ceasr.transcribe import transcribe_files
 
-    recognizer = load_model(args.model, decode=decode_overrides(args))
+    recognizer = load_model(args.model, decode=decode_overrides(args), jit=args.jit)
     failed = transcribe_files(recognizer, args.files, fmt=args.format)
     if failed == len(args.files):
         raise SystemExit(1)
@@ -153,6 +153,8 @@ def add_verbs(verbs) -> None:
     p = verbs.add_parser("transcribe", help="print path<TAB>text for each audio file")
     p.add_argument("--model", required=True)
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--jit", action="store_true", help="trace the encoder with TorchScript: about a third less "
+                   "encoder time per file, after about a second of tracing")
     p.add_argument("files", nargs="+")
     add_decode_flags(p)
     p.set_defaults(func=_cmd_transcribe)

@@ -168,15 +168,16 @@ class CommandRecognizer:
 
 
 def load_command_recognizer(model_dir, commands: str = "default", threshold: float | None = None,
-                            **fields) -> CommandRecognizer:
+                            jit: bool = False, **fields) -> CommandRecognizer:
     """A model directory and a command set (a built-in name or a file) as a :class:`CommandRecognizer`;
-    ``threshold`` and other ``fields`` override :class:`~ceasr.config.CommandConfig` defaults."""
+    ``threshold`` and other ``fields`` override :class:`~ceasr.config.CommandConfig` defaults; ``jit``
+    traces the encoder (:meth:`ceasr.api.Recognizer.traced`)."""
     from ceasr.api import load_model
     from ceasr.commands.grammar import load_command_set
 
     if threshold is not None:
         fields["threshold"] = threshold
-    return CommandRecognizer(load_model(model_dir), load_command_set(commands), CommandConfig(**fields))
+    return CommandRecognizer(load_model(model_dir, jit=jit), load_command_set(commands), CommandConfig(**fields))
 
 
 def recognize_files(crec: CommandRecognizer, files: list[str], fmt: str = "text", out=None) -> int:
