@@ -2,7 +2,8 @@
 
 Scores a trained Chinese–English model (``ceasr demo --lang zh-en``) on its corpus's test split: MER on mixed
 utterances, CER on Mandarin-only, WER on English-only, and utterance language-tag accuracy; then scores the
-English-only demo model (``ceasr demo``) on the same English-only utterances. Both decode with CTC greedy.
+English-only demo model (``ceasr demo``) on the same English-only utterances. Both decode as their saved
+configs say (the demos' default since 2026-12-01: attention rescoring of the CTC prefix beam's 8-best).
 The last line is the MER on mixed utterances.
 
     python bench/zh_en.py [--model runs/demo-zh-en/model] [--english-model runs/demo/model]
