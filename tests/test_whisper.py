@@ -233,6 +233,9 @@ def test_converted_directories_transcribe_alike_and_work_with_the_cli(tiny, tmp_
     res = _cli("transcribe", "--model", str(out), "--decode", "max_new_tokens=6", str(tmp_path / "a.wav"))
     assert res.returncode == 0, res.stderr
     assert res.stdout == f"{tmp_path / 'a.wav'}\t{texts[0]}\n" and texts[0] == texts[1] and texts[0]
+    jit = _cli("transcribe", "--model", str(out), "--jit", str(tmp_path / "a.wav"))  # for ceasr's own models only
+    assert jit.returncode == 2 and jit.stderr.strip().endswith("--jit is for ceasr's own models; a Whisper model "
+                                                              "runs as it is") and "Traceback" not in jit.stderr
     (tmp_path / "m.jsonl").write_text(json.dumps({"audio": "a.wav", "text": "one two", "lang": "en"}) + "\n")
     ev = _cli("evaluate", "--model", str(out), "--manifest", str(tmp_path / "m.jsonl"), "--method", "beam",
               "--beam-size", "2", "--decode", "max_new_tokens=6")
