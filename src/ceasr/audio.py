@@ -7,7 +7,6 @@ not audio, broken header, no samples, absurd rate, NaN samples, offset past the 
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,15 +182,6 @@ def frame_db(wave: np.ndarray, n: int) -> np.ndarray:
     return 10 * np.log10((frames ** 2).mean(axis=1) + 1e-12)
 
 
-@functools.lru_cache(maxsize=8)
-def _hann_and_band(win: int, sample_rate: int, low: float, high: float) -> tuple[np.ndarray, int, int]:
-    """A float32 Hann window of ``win`` samples and the rfft bins [lo, hi) between ``low`` and ``high`` Hz."""
-    freqs = np.fft.rfftfreq(win, 1.0 / sample_rate)
-    inside = np.flatnonzero((freqs >= low) & (freqs <= high))
-    lo, hi = (int(inside[0]), int(inside[-1]) + 1) if len(inside) else (0, 0)
-    return np.hanning(win).astype(np.float32), lo, hi
-
-
 def level_spread_db(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, band: tuple[float, float] = (100.0, 4000.0),
                     percent: float = 5.0) -> float:
     """How far the loud moments of ``wave`` rise above its quiet ones, in dB: the ``100 - percent``-th minus
@@ -205,10 +195,10 @@ def level_spread_db(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, band: tupl
     win, hop = round(0.025 * sample_rate), round(0.010 * sample_rate)
     if len(wave) < win:
         return 0.0
-    window, lo, hi = _hann_and_band(win, sample_rate, *band)
-    frames = np.lib.stride_tricks.sliding_window_view(np.asarray(wave, np.float32), win)[::hop]
-    spectrum = np.fft.rfft(frames * window, axis=1)[:, lo:hi]
-    energy = (spectrum.real**2 + spectrum.imag**2).sum(axis=1, dtype=np.float64)
+    frames = np.lib.stride_tricks.sliding_window_view(np.asarray(wave, np.float64), win)[::hop]
+    power = np.abs(np.fft.rfft(frames * np.hanning(win), axis=1)) ** 2
+    freqs = np.fft.rfftfreq(win, 1.0 / sample_rate)
+    energy = power[:, (freqs >= band[0]) & (freqs <= band[1])].sum(axis=1)
     if len(energy) >= 3:
         energy = np.convolve(energy, np.ones(3) / 3, mode="valid")
     low, high = np.percentile(10 * np.log10(energy + 1e-20), [percent, 100.0 - percent])
