@@ -63,8 +63,8 @@ class Recognizer:
 
     def traced(self) -> "Recognizer":
         """A recognizer sharing this one's weights and options whose encoder runs as a TorchScript trace
-        (:mod:`ceasr.models.trace`): the same results, about a third less encoder time at batch size 1 on a
-        CPU, after about a second of tracing. For inference only."""
+        (:mod:`ceasr.models.trace`): the same results, about a quarter less encoder time at batch size 1 on
+        a CPU, after about a second of tracing. For inference only."""
         from ceasr.models.trace import is_traced, traced_for_inference
 
         if is_traced(self.model):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+
+from ceasr.cli.common import add_jit_flag
 
 
 def _cmd_command(args) -> None:
@@ -46,9 +47,7 @@ def add_verbs(verbs) -> None:
     """The voice-command verbs: command, listen, evaluate-commands."""
     def common(p, jit: bool = False):
         p.add_argument("--model", required=True)
-        p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=jit,
-                       help=f"trace the encoder with TorchScript: about a third less encoder time per call, "
-                            f"after about a second of tracing (default: {'on' if jit else 'off'})")
+        add_jit_flag(p, jit)
         p.add_argument("--commands", default="default", help="a built-in set (default) or a command-set file")
         p.add_argument("--threshold", type=float, help="accept when confidence >= this (default: the config's)")
         p.add_argument("--min-spread-db", type=float, help="reject audio whose level spans fewer dB (stationary "

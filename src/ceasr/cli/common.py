@@ -49,6 +49,13 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hotwords", help="phrases to boost, one a line: 'phrase' or 'phrase<TAB>boost'")
 
 
+def add_jit_flag(p: argparse.ArgumentParser, default: bool = False) -> None:
+    """``--jit`` / ``--no-jit``: trace the encoder (:meth:`ceasr.api.Recognizer.traced`)."""
+    p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=default,
+                   help="trace the encoder with TorchScript: about a quarter less encoder time per call, after "
+                        f"about a second of tracing (default: {'on' if default else 'off'})")
+
+
 def model_labels(paths: list[str]) -> list[str]:
     """Short distinct names for the models: the directory name, with its parent's when names clash."""
     names = [Path(p).resolve().name for p in paths]

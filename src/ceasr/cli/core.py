@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from ceasr.cli.common import add_decode_flags, decode_overrides, model_labels, split_list
+from ceasr.cli.common import add_decode_flags, add_jit_flag, decode_overrides, model_labels, split_list
 from ceasr.errors import ConfigError
 
 
@@ -153,8 +153,7 @@ def add_verbs(verbs) -> None:
     p = verbs.add_parser("transcribe", help="print path<TAB>text for each audio file")
     p.add_argument("--model", required=True)
     p.add_argument("--format", choices=["text", "json"], default="text")
-    p.add_argument("--jit", action="store_true", help="trace the encoder with TorchScript: about a third less "
-                   "encoder time per file, after about a second of tracing")
+    add_jit_flag(p)
     p.add_argument("files", nargs="+")
     add_decode_flags(p)
     p.set_defaults(func=_cmd_transcribe)
