@@ -12,7 +12,8 @@ config's default threshold and at the calibrated one. PocketSphinx 5.1.1 (en-us 
 thread, its own venv) decodes the same files with an equivalent JSGF grammar (every phrase an alternative);
 it has no rejection, so a non-empty output is an accept. RTF is per file at batch size 1 (model load and a
 warm-up excluded); on the test sets it alternates file by file with the same recognizer with its encoder
-traced (``--jit``: the same decisions, less time). Streaming, traced as ``ceasr listen`` is by default:
+traced (``--jit``: the same decisions, less time), and with its Linear layers in int8 as well (``--jit --int8``).
+Streaming, traced as ``ceasr listen`` is by default:
 test clips (commands, out-of-grammar, noise) are joined by 0.5-1 s of near-silence into one stream fed in
 100 ms chunks to ``CommandSpotter``; latency = stream time at which a command was printed minus the end of
 its speech (energy), plus the compute time of that hop.
@@ -185,9 +186,11 @@ def main() -> None:
     calibrated = threshold_for_far([r["confidence"] for r in dev_rows["oog"]], args.target_far)
     looser = threshold_for_far([r["confidence"] for r in dev_rows["oog"]], args.also_far)
     traced = CommandRecognizer(crec.recognizer.traced(), commands, CommandConfig())
-    rows = run_ceasr({"ceasr": crec, "ceasr --jit": traced}, test)
-    same = sum(a["best"] == b["best"] for k in test for a, b in zip(rows["ceasr"][k], rows["ceasr --jit"][k]))
-    print(f"--jit (TorchScript-traced encoder): the same best phrase on {same}/{sum(map(len, test.values()))} files")
+    fast = CommandRecognizer(crec.recognizer.int8().traced(), commands, CommandConfig())
+    rows = run_ceasr({"ceasr": crec, "ceasr --jit": traced, "ceasr --jit --int8": fast}, test)
+    for name, what in (("ceasr --jit", "TorchScript-traced encoder"), ("ceasr --jit --int8", "and int8 Linear layers")):
+        same = sum(a["best"] == b["best"] for k in test for a, b in zip(rows["ceasr"][k], rows[name][k]))
+        print(f"{name} ({what}): the same best phrase on {same}/{sum(map(len, test.values()))} files")
     if not args.no_peers:
         rows["PocketSphinx JSGF"] = run_pocketsphinx(Path(args.peer_python), test, commands, env)
     stream = run_stream(traced, test, args.stream_clips)
@@ -196,7 +199,8 @@ def main() -> None:
              f"ceasr, dev-calibrated for FAR {100 * args.target_far:g}%: {calibrated:.3f}":
                  rates(rows["ceasr"], calibrated),
              f"ceasr, dev-calibrated for FAR {100 * args.also_far:g}%: {looser:.3f}": rates(rows["ceasr"], looser),
-             f"ceasr --jit, default threshold {default:.3f}": rates(rows["ceasr --jit"], default)}
+             f"ceasr --jit, default threshold {default:.3f}": rates(rows["ceasr --jit"], default),
+             f"ceasr --jit --int8, default threshold {default:.3f}": rates(rows["ceasr --jit --int8"], default)}
     if "PocketSphinx JSGF" in rows:
         table["PocketSphinx 5.1.1 + JSGF (no rejection)"] = rates(rows["PocketSphinx JSGF"], 0.5)
     report(args, table, stream, load, test)

@@ -155,15 +155,6 @@ def run_ceasr(recognizer, waves: list[np.ndarray]) -> dict:
     return out
 
 
-def quantized(recognizer):
-    """The same recognizer with every Linear layer dynamically quantized to int8 (torch)."""
-    import copy
-
-    q = copy.copy(recognizer)
-    q.model = torch.ao.quantization.quantize_dynamic(recognizer.model, {torch.nn.Linear}, dtype=torch.qint8)
-    return q
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default=str(REPO / "runs/whisper-bench"))
@@ -203,7 +194,7 @@ def measure(args, work: Path, fw_dir: Path, ceasr_dir: Path, files: list[Path], 
     files_json = work / "npy" / "files.json"
     files_json.write_text(json.dumps(npy))
     rec = ceasr.load_model(ceasr_dir, decode=["decode.language=en", "decode.method=greedy"])
-    rec_int8 = quantized(rec)
+    rec_int8 = rec.int8()
     runs = {name: [] for name in SYSTEMS}
     feature_diff = None
     for r in range(args.rounds):

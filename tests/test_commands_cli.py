@@ -65,6 +65,18 @@ def test_jit_gives_the_same_lines(setup):
         assert a["best"] == b["best"] and abs(a["confidence"] - b["confidence"]) < 1e-3
 
 
+def test_int8_flag_gives_what_the_int8_api_gives(setup):
+    from ceasr.commands.recognize import load_command_recognizer
+
+    _, model, wavs = setup
+    out = run("command", "--model", model, "--threshold", "0", "--format", "json", "--jit", "--int8", *wavs)
+    assert out.returncode == 0, out.stderr
+    crec = load_command_recognizer(model, threshold=0.0, int8=True)
+    for line, wav in zip(out.stdout.splitlines(), wavs, strict=True):
+        row, ref = json.loads(line), crec.recognize(wav)
+        assert row["best"] == ref.command.text and abs(row["confidence"] - ref.confidence) < 1e-3
+
+
 def test_stationary_noise_gets_confidence_zero_unless_the_level_check_is_off(setup):
     tmp, model, wavs = setup  # steady white noise: its 10 ms levels span ~1.6 dB
     bursts = 0.1 * np.random.default_rng(1).standard_normal(16000) * np.repeat([1.0, 0.05] * 5, 1600)

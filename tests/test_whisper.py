@@ -219,6 +219,7 @@ def test_converted_directories_transcribe_alike_and_work_with_the_cli(tiny, tmp_
     import soundfile as sf
 
     import ceasr
+    from ceasr.models.quantize import is_int8
 
     _, _, root = tiny
     wave = (np.random.default_rng(2).standard_normal(16000 * 2) * 0.1).astype(np.float32)
@@ -227,6 +228,8 @@ def test_converted_directories_transcribe_alike_and_work_with_the_cli(tiny, tmp_
     for fmt in ["openai/tiny.pt", "hf"]:
         out = convert_whisper(root / fmt, tmp_path / fmt.split("/")[0], language="en")
         texts.append(ceasr.load_model(out, decode=["decode.max_new_tokens=6"]).transcribe(wave).text)
+    int8 = ceasr.load_model(out, decode=["decode.max_new_tokens=6"], int8=True)
+    assert is_int8(int8.model) and int8.transcribe(wave).text  # the decoding path runs on quantized layers
     out = tmp_path / "ct2"
     done = _cli("convert", "whisper", str(root / "ct2"), str(out), "--language", "en")
     assert done.returncode == 0, done.stderr

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ceasr.cli.common import add_jit_flag
+from ceasr.cli.common import add_speed_flags
 
 
 def _cmd_command(args) -> None:
     from ceasr.commands.recognize import load_command_recognizer, recognize_files
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, **_fields(args))
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, args.int8,
+                                   **_fields(args))
     if recognize_files(crec, args.files, fmt=args.format) == len(args.files):
         raise SystemExit(1)
 
@@ -20,7 +21,8 @@ def _cmd_listen(args) -> None:
     from ceasr.commands.recognize import load_command_recognizer
     from ceasr.commands.stream import CommandSpotter, file_chunks, listen, pcm_chunks
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, **_fields(args))
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, args.int8,
+                                   **_fields(args))
     chunk = round(crec.sample_rate * args.chunk_ms / 1000)
     if args.input == "-":
         chunks = pcm_chunks(sys.stdin.buffer, chunk)
@@ -33,7 +35,8 @@ def _cmd_evaluate_commands(args) -> None:
     from ceasr.commands.evaluate import evaluate_commands
     from ceasr.commands.recognize import load_command_recognizer
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, **_fields(args))
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, args.int8,
+                                   **_fields(args))
     out = args.out or Path(args.model).resolve().parent / "commands-eval"
     report = evaluate_commands(crec, args.in_grammar, args.out_of_grammar, args.noise_only, out, args.target_far)
     print(report.summary_lines())
@@ -47,7 +50,7 @@ def add_verbs(verbs) -> None:
     """The voice-command verbs: command, listen, evaluate-commands."""
     def common(p, jit: bool = False):
         p.add_argument("--model", required=True)
-        add_jit_flag(p, jit)
+        add_speed_flags(p, jit)
         p.add_argument("--commands", default="default", help="a built-in set (default) or a command-set file")
         p.add_argument("--threshold", type=float, help="accept when confidence >= this (default: the config's)")
         p.add_argument("--min-spread-db", type=float, help="reject audio whose level spans fewer dB (stationary "

@@ -168,16 +168,18 @@ class CommandRecognizer:
 
 
 def load_command_recognizer(model_dir, commands: str = "default", threshold: float | None = None,
-                            jit: bool = False, **fields) -> CommandRecognizer:
+                            jit: bool = False, int8: bool = False, **fields) -> CommandRecognizer:
     """A model directory and a command set (a built-in name or a file) as a :class:`CommandRecognizer`;
     ``threshold`` and other ``fields`` override :class:`~ceasr.config.CommandConfig` defaults; ``jit``
-    traces the encoder (:meth:`ceasr.api.Recognizer.traced`)."""
+    traces the encoder (:meth:`ceasr.api.Recognizer.traced`), ``int8`` quantizes the Linear layers
+    (:meth:`ceasr.api.Recognizer.int8`)."""
     from ceasr.api import load_model
     from ceasr.commands.grammar import load_command_set
 
     if threshold is not None:
         fields["threshold"] = threshold
-    return CommandRecognizer(load_model(model_dir, jit=jit), load_command_set(commands), CommandConfig(**fields))
+    return CommandRecognizer(load_model(model_dir, jit=jit, int8=int8), load_command_set(commands),
+                             CommandConfig(**fields))
 
 
 def recognize_files(crec: CommandRecognizer, files: list[str], fmt: str = "text", out=None) -> int:

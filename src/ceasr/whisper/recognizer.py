@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -47,6 +48,17 @@ class WhisperRecognizer:
         same_lm = self.scorers is not None and cfg.decode.lm == self.cfg.decode.lm
         lm = self.scorers.lm if same_lm else None  # loaded once, shared
         return WhisperRecognizer(self.model, cfg, self.tokenizer, str(self.device), self.window_batch, lm)
+
+    def int8(self) -> "WhisperRecognizer":
+        """A recognizer with a copy of this one's model whose Linear layers run in int8
+        (:mod:`ceasr.models.quantize`; README: speed and words against float32)."""
+        from ceasr.models.quantize import int8_for_inference, is_int8
+
+        if is_int8(self.model):
+            return self
+        clone = copy.copy(self)  # shares the tokenizer, LM and hotwords
+        clone.model = int8_for_inference(self.model)
+        return clone
 
     def transcribe(self, audio: str | Path | np.ndarray) -> Transcript:
         """Transcribe a file path or a float32 mono array at 16 kHz."""
