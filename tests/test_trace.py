@@ -42,6 +42,23 @@ def test_traced_encoding_equals_eager_at_other_batch_sizes_and_lengths(fields):
         torch.testing.assert_close(t_enc, enc, atol=1e-5, rtol=1e-5)
 
 
+def test_traced_decoder_scores_other_numbers_and_lengths_of_sequences_as_the_eager_one():
+    model = _model()
+    traced = traced_for_inference(model, 80)
+    assert isinstance(traced.decoder.forward, torch.jit.ScriptModule) and hasattr(traced.decoder, "step")
+    torch.manual_seed(2)
+    # Traced on one memory shared by 8 sequences of 7 tokens; asked for 3 of 12, 1 of 2, and 5 with 5 memories.
+    for n, length, mem_batch, frames in ((3, 12, 1, 31), (1, 2, 1, 80), (5, 4, 5, 17)):
+        memory = torch.randn(mem_batch, frames, 32)
+        mem_lens = torch.randint(frames // 2, frames + 1, (mem_batch,))
+        ys = torch.randint(0, 12, (n, length))
+        with torch.inference_mode():
+            eager = model.decoder(memory, mem_lens, ys, None)
+            fast = traced.decoder(memory, mem_lens, ys, torch.full((n,), length))
+        assert fast.shape == (n, length, 12)
+        torch.testing.assert_close(fast, eager, atol=1e-5, rtol=1e-5)
+
+
 def test_traced_model_shares_the_weights_and_state_dict_names():
     model = _model()
     traced = traced_for_inference(model, 80)
@@ -67,7 +84,7 @@ def test_traced_recognizer_transcribes_as_the_eager_one():
     assert is_traced(traced.model) and traced.traced() is traced and not is_traced(rec.model)
     rng = np.random.default_rng(0)
     waves = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (8000, 20000, 3000)]
-    for method in ("ctc_greedy", "attention_rescoring"):
+    for method in ("ctc_greedy", "attention_rescoring", "attention"):  # attention: the decoder's eager step
         a, b = rec.with_decode(method=method), traced.with_decode(method=method)
         for x, y in zip(a.transcribe_batch(waves), b.transcribe_batch(waves)):
             assert x.text == y.text and x.tokens == y.tokens

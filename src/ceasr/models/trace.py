@@ -8,12 +8,15 @@ ms per second of audio in two runs (README, voice commands).
 
 The normalization, the subsampling and the encoder are each traced once on an example of batch 1 and
 reused for any batch size and length: nothing inside them branches in Python on the input's shape (tests
-compare traced and eager outputs at other shapes, padding included). Dropout is traced in eval mode, so a
-traced model is for inference only; it shares its parameters with the model it was made from.
+compare traced and eager outputs at other shapes, padding included). The attention decoder's ``forward``
+(whole sequences at once) is traced too, with one memory shared by several sequences; its incremental
+``start``/``step`` (attention beam search) stay eager. Dropout is traced in eval mode, so a traced model is for
+inference only; it shares its parameters with the model it was made from.
 """
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import torch
@@ -26,7 +29,8 @@ EXAMPLE_FRAMES = 200  # 2 s of 10 ms frames: the example the trace runs once
 
 def traced_for_inference(model: ASRModel, n_mels: int) -> ASRModel:
     """An eval-mode copy of ``model`` (sharing its parameters) whose ``normalize``, ``embed`` and ``encoder``
-    are TorchScript traces; ``ctc`` and ``decoder`` are the model's own modules. ``n_mels``: feature bins."""
+    are TorchScript traces and whose decoder's ``forward`` is; ``ctc`` is the model's own module. ``n_mels``:
+    feature bins."""
     model = model.eval()
     x = torch.randn(1, EXAMPLE_FRAMES, n_mels, device=next(model.parameters()).device)
     lens = torch.tensor([EXAMPLE_FRAMES], device=x.device)
@@ -40,13 +44,29 @@ def traced_for_inference(model: ASRModel, n_mels: int) -> ASRModel:
         embed.min_frames = getattr(model.embed, "min_frames", 1)  # read by ASRModel.encode
         y, y_lens = model.embed(y, lens)
         encoder = torch.jit.trace(model.encoder, (y, y_lens), check_trace=False)
-    traced = ASRModel(normalize, embed, encoder, model.ctc, model.decoder, ctc_weight=model.ctc_weight,
+        memory, memory_lens = model.encoder(y, y_lens)
+        decoder = None if model.decoder is None else _with_traced_forward(model.decoder, memory, memory_lens)
+    traced = ASRModel(normalize, embed, encoder, model.ctc, decoder, ctc_weight=model.ctc_weight,
                       label_smoothing=model.label_smoothing, sos_id=model.sos_id, eos_id=model.eos_id,
                       ignore_id=model.ignore_id).eval()
     with torch.inference_mode():  # TorchScript optimizes a graph on its first two runs (~0.3 s): not on a user's
         for _ in range(2):
             traced.encode(x, lens)
     return traced
+
+
+def _with_traced_forward(decoder: nn.Module, memory: torch.Tensor, memory_lens: torch.Tensor) -> nn.Module:
+    """A shallow copy of ``decoder`` (the same parameters and submodules, its own ``start``/``step`` for
+    incremental search) whose ``forward`` (teacher-forced scoring of whole sequences, as attention rescoring and
+    command scoring use it) replays a trace. Traced with one utterance's memory shared by 8 sequences of 7
+    tokens: the path that broadcasts a batch-1 memory, also right when memory and sequences have the same
+    batch size."""
+    ys_in = torch.randint(0, decoder.embed.num_embeddings, (8, 7), device=memory.device)
+    ys_lens = torch.full((8,), 7, device=memory.device)
+    forward = torch.jit.trace(decoder, (memory, memory_lens, ys_in, ys_lens), check_trace=False)
+    fast = copy.copy(decoder)  # shares the parameter and submodule dicts, so the weights and their names
+    fast.__dict__["forward"] = forward  # an instance attribute, not a registered submodule
+    return fast
 
 
 def is_traced(model: nn.Module) -> bool:
