@@ -233,3 +233,10 @@ def test_level_spread_of_noise_bursts_tones_and_nothing():
     assert audio.level_spread_db(rumble + 0.3 * white[:16000]) < 2.0
     assert audio.level_spread_db(rumble + 0.3 * white[:16000], band=(0.0, 8000.0)) > 10.0
     assert audio.level_spread_db(np.zeros(100)) == 0.0  # shorter than a frame
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 150])
+def test_percentile_of_sorted_values_is_numpys_linear_rule(n):
+    values = sorted(np.random.default_rng(n).standard_normal(n).tolist())
+    for p in (0.0, 5.0, 50.0, 95.0, 100.0):
+        assert audio._percentile(values, p) == pytest.approx(np.percentile(values, p), abs=1e-12)
