@@ -48,7 +48,8 @@ def test_int8_recognizer_is_a_copy_close_to_float_and_traces_to_the_same_results
     rec = _recognizer()
     before = {k: v.clone() for k, v in rec.model.state_dict().items()}
     q = rec.int8()
-    assert is_int8(q.model) and not is_int8(rec.model) and q.int8() is q
+    assert q.quantized and is_int8(q.model) and not is_int8(rec.model) and q.int8() is q
+    assert not is_int8(q.model.decoder) and not is_int8(q.model.ctc)  # the encoding path only
     assert all(torch.equal(before[k], v) for k, v in rec.model.state_dict().items())  # the original is untouched
     feats, lens = torch.randn(2, 150, 80), torch.tensor([150, 97])
     with torch.inference_mode():
@@ -57,8 +58,9 @@ def test_int8_recognizer_is_a_copy_close_to_float_and_traces_to_the_same_results
     assert not torch.equal(got, ref)
     assert (got.exp() - ref.exp()).abs().max() < 0.05  # int8 rounding, not another model
     fast = q.traced()
-    assert is_traced(fast.model) and is_int8(fast.model)
+    assert is_traced(fast.model) and fast.quantized
     waves = [0.1 * np.random.default_rng(0).standard_normal(n).astype(np.float32) for n in (8000, 20000)]
+    assert q.with_decode(method="ctc_greedy").quantized
     for method in ("ctc_greedy", "attention_rescoring"):
         for x, y in zip(q.with_decode(method=method).transcribe_batch(waves),
                         fast.with_decode(method=method).transcribe_batch(waves)):

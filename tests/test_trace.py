@@ -46,6 +46,7 @@ def test_traced_decoder_scores_other_numbers_and_lengths_of_sequences_as_the_eag
     model = _model()
     traced = traced_for_inference(model, 80)
     assert isinstance(traced.decoder.forward, torch.jit.ScriptModule) and hasattr(traced.decoder, "step")
+    assert not isinstance(model.decoder.forward_text, torch.jit.ScriptFunction | torch.jit.ScriptModule)
     torch.manual_seed(2)
     # Traced on one memory shared by 8 sequences of 7 tokens; asked for 3 of 12, 1 of 2, and 5 with 5 memories.
     for n, length, mem_batch, frames in ((3, 12, 1, 31), (1, 2, 1, 80), (5, 4, 5, 17)):
@@ -55,8 +56,10 @@ def test_traced_decoder_scores_other_numbers_and_lengths_of_sequences_as_the_eag
         with torch.inference_mode():
             eager = model.decoder(memory, mem_lens, ys, None)
             fast = traced.decoder(memory, mem_lens, ys, torch.full((n,), length))
+            from_text = traced.decoder.forward_text(memory, mem_lens, *model.decoder.text_states(ys))
         assert fast.shape == (n, length, 12)
         torch.testing.assert_close(fast, eager, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(from_text, eager, atol=1e-5, rtol=1e-5)
 
 
 def test_traced_model_shares_the_weights_and_state_dict_names():

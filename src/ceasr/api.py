@@ -46,6 +46,7 @@ class Recognizer:
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.quantized = False  # whether int8() made the model (a trace hides its quantized layers)
         # Inference never dithers, whatever training did.
         self.fbank = Fbank(dataclasses.replace(cfg.features, dither=0.0)).to(self.device)
         self.scorers = load_scorers(cfg.decode, lambda: pieces(tokenizer), tokenizer.encode, lm)
@@ -59,7 +60,9 @@ class Recognizer:
         cfg = dataclasses.replace(self.cfg, decode=dataclasses.replace(self.cfg.decode, **fields))
         same_lm = self.scorers is not None and cfg.decode.lm == self.cfg.decode.lm
         lm = self.scorers.lm if same_lm else None  # loaded once, shared
-        return Recognizer(self.model, cfg, self.tokenizer, str(self.device), lm=lm)
+        other = Recognizer(self.model, cfg, self.tokenizer, str(self.device), lm=lm)
+        other.quantized = self.quantized
+        return other
 
     def traced(self) -> "Recognizer":
         """A recognizer sharing this one's weights and options whose encoder runs as a TorchScript trace
@@ -74,18 +77,19 @@ class Recognizer:
         return clone
 
     def int8(self) -> "Recognizer":
-        """A recognizer with a copy of this one's model whose Linear layers run in int8
-        (:mod:`ceasr.models.quantize`): about a third less encoder time on a CPU, results within rounding of
-        int8 weights. Call before :meth:`traced` (a trace is of the modules it was made from)."""
-        from ceasr.models.quantize import int8_for_inference, is_int8
+        """A recognizer with a copy of this one's model whose encoder (subsampling and blocks) runs its Linear
+        layers in int8 (:mod:`ceasr.models.quantize`): about a third less encoder time on a CPU, results within
+        rounding of int8 weights; the CTC head and decoder stay float32. Call before :meth:`traced` (a trace is
+        of the modules it was made from)."""
+        from ceasr.models.quantize import int8_for_inference
         from ceasr.models.trace import is_traced
 
-        if is_int8(self.model):
+        if self.quantized:
             return self
         if is_traced(self.model):
             raise ValueError("int8() of a traced recognizer: quantize first, then trace (int8().traced())")
         clone = copy.copy(self)
-        clone.model = int8_for_inference(self.model)
+        clone.model, clone.quantized = int8_for_inference(self.model, parts=("embed", "encoder")), True
         return clone
 
     def transcribe(self, audio: str | Path | np.ndarray) -> Transcript:

@@ -29,23 +29,36 @@ def ctc_scores(log_probs: torch.Tensor, seqs: torch.Tensor, lens: torch.Tensor, 
     return -loss
 
 
+def teacher_forcing(seqs: torch.Tensor, lens: torch.Tensor, sos: int, eos: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded sequences (N, L) with lengths (N,) -> the decoder's inputs ``sos + seq`` and targets ``seq + eos``,
+    both (N, L + 1); padding becomes valid ids (never scored)."""
+    N = seqs.shape[0]
+    ys_in = torch.cat([torch.full((N, 1), sos, dtype=torch.long), seqs.clamp_min(0)], dim=1)  # (N, L + 1)
+    ys_out = torch.cat([seqs.clamp_min(0), torch.full((N, 1), eos, dtype=torch.long)], dim=1)
+    ys_out[torch.arange(N), lens] = eos  # each sequence's own end
+    return ys_in, ys_out
+
+
 def attention_scores(
-    decoder, memory: torch.Tensor, seqs: torch.Tensor, lens: torch.Tensor, sos: int, eos: int
+    decoder, memory: torch.Tensor, seqs: torch.Tensor, lens: torch.Tensor, sos: int, eos: int,
+    text: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """log p_att(seq_i + eos | x) for N sequences: ``memory`` (1, T', D) of one utterance, ``seqs`` (N, L)
-    padded, ``lens`` (N,) -> (N,) float64.
+    padded, ``lens`` (N,) -> (N,) float64. ``text``: the decoder's ``text_states`` of these sequences'
+    inputs (:func:`teacher_forcing`), when a fixed set of texts has them computed once.
 
     One decoder call on all N teacher-forced inputs, the memory shared (its keys and values projected once):
     on a busy CPU that is ~3x faster than stepping the cached decoder L times, whose many small ops wait on
     descheduled threads.
     """
-    N, L = seqs.shape
-    ys_in = torch.cat([torch.full((N, 1), sos, dtype=torch.long), seqs.clamp_min(0)], dim=1)  # (N, L + 1)
-    ys_out = torch.cat([seqs.clamp_min(0), torch.full((N, 1), eos, dtype=torch.long)], dim=1)
-    ys_out[torch.arange(N), lens] = eos  # each sequence's own end
+    L = seqs.shape[1]
+    ys_in, ys_out = teacher_forcing(seqs, lens, sos, eos)
     ys_in, ys_out = ys_in.to(memory.device), ys_out.to(memory.device)
     mem_lens = torch.full((1,), memory.shape[1], dtype=torch.long, device=memory.device)
-    logits = decoder(memory[:1], mem_lens, ys_in, lens + 1)  # (N, L + 1, V)
+    if text is None:
+        logits = decoder(memory[:1], mem_lens, ys_in, lens + 1)  # (N, L + 1, V)
+    else:
+        logits = decoder.forward_text(memory[:1], mem_lens, *text)
     logp = logits.to(torch.float64).log_softmax(dim=-1)
     picked = logp.gather(-1, ys_out.unsqueeze(-1)).squeeze(-1)  # (N, L + 1)
     valid = torch.arange(L + 1, device=logp.device)[None, :] <= lens.to(logp.device)[:, None]  # (N, L + 1)

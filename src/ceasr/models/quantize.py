@@ -7,6 +7,11 @@ thread, 80 test utterances of the demo corpus: encoder 15.4-16.2 ms per utteranc
 ms traced in int8, with 99.8 % of the CTC frame argmaxes unchanged (README, voice commands, for the effect on
 accuracy). For inference only: the result is a copy; training the original does not change it.
 
+An input's scale is taken over the whole batch, so an item's result depends a little on what it is batched
+with. ceasr's own models therefore quantize the encoding path only (``embed`` and ``encoder``, batch 1 per
+utterance in command recognition): the attention decoder, which scores many phrases per call and gained no
+measurable time from int8, stays float32 and gives the same scores however the phrases are grouped.
+
 ``torch.ao.quantization`` is deprecated in favour of the separate ``torchao`` package; it still works in the
 pinned torch and keeps ceasr free of another dependency. The warnings it prints on every call are silenced
 here.
@@ -21,12 +26,19 @@ import torch
 from torch import nn
 
 
-def int8_for_inference(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` whose ``nn.Linear`` layers are int8 (dynamic quantization); the other
-    layers are copies of the original's float32 ones."""
+def int8_for_inference(model: nn.Module, parts: tuple[str, ...] = ()) -> nn.Module:
+    """An eval-mode copy of ``model`` whose ``nn.Linear`` layers are int8 (dynamic quantization): all of them,
+    or those inside the submodules named in ``parts``; the other layers are copies of the original's float32
+    ones."""
+    model = copy.deepcopy(model).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecation notice and a per-tensor quantization notice
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear}, dtype=torch.qint8)
+        if not parts:
+            return torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+        for name in parts:
+            setattr(model, name, torch.ao.quantization.quantize_dynamic(getattr(model, name), {nn.Linear},
+                                                                        dtype=torch.qint8))
+    return model
 
 
 def is_int8(model: nn.Module) -> bool:

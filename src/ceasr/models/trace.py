@@ -9,7 +9,7 @@ ms per second of audio in two runs (README, voice commands).
 The normalization, the subsampling and the encoder are each traced once on an example of batch 1 and
 reused for any batch size and length: nothing inside them branches in Python on the input's shape (tests
 compare traced and eager outputs at other shapes, padding included). The attention decoder's ``forward``
-(whole sequences at once) is traced too, with one memory shared by several sequences; its incremental
+and ``forward_text`` (whole sequences at once) are traced too, with one memory shared by several sequences; its
 ``start``/``step`` (attention beam search) stay eager. Dropout is traced in eval mode, so a traced model is for
 inference only; it shares its parameters with the model it was made from.
 """
@@ -57,15 +57,18 @@ def traced_for_inference(model: ASRModel, n_mels: int) -> ASRModel:
 
 def _with_traced_forward(decoder: nn.Module, memory: torch.Tensor, memory_lens: torch.Tensor) -> nn.Module:
     """A shallow copy of ``decoder`` (the same parameters and submodules, its own ``start``/``step`` for
-    incremental search) whose ``forward`` (teacher-forced scoring of whole sequences, as attention rescoring and
-    command scoring use it) replays a trace. Traced with one utterance's memory shared by 8 sequences of 7
-    tokens: the path that broadcasts a batch-1 memory, also right when memory and sequences have the same
-    batch size."""
+    incremental search) whose ``forward`` and ``forward_text`` (teacher-forced scoring of whole sequences, as
+    attention rescoring and command scoring use them) replay traces. Traced with one utterance's memory shared
+    by 8 sequences of 7 tokens: the path that broadcasts a batch-1 memory, also right when memory and sequences
+    have the same batch size."""
     ys_in = torch.randint(0, decoder.embed.num_embeddings, (8, 7), device=memory.device)
     ys_lens = torch.full((8,), 7, device=memory.device)
-    forward = torch.jit.trace(decoder, (memory, memory_lens, ys_in, ys_lens), check_trace=False)
+    text = decoder.text_states(ys_in)
+    traced = torch.jit.trace_module(decoder, {"forward": (memory, memory_lens, ys_in, ys_lens),
+                                              "forward_text": (memory, memory_lens, *text)}, check_trace=False)
     fast = copy.copy(decoder)  # shares the parameter and submodule dicts, so the weights and their names
-    fast.__dict__["forward"] = forward  # an instance attribute, not a registered submodule
+    fast.__dict__["forward"] = traced  # instance attributes, not registered submodules
+    fast.__dict__["forward_text"] = traced.forward_text
     return fast
 
 

@@ -75,6 +75,10 @@ class MultiHeadAttention(nn.Module):
         k, v = self.kv_proj(memory).chunk(2, dim=-1)
         return self._heads(k), self._heads(v)
 
+    def queries(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, D) -> projected queries (B, H, T, Dh), as :meth:`attend_queries` takes them."""
+        return self._heads(self.q_proj(x))
+
     def attend(
         self,
         x: torch.Tensor,
@@ -85,7 +89,13 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor:
         """x: (B, T, D) queries over projected keys/values (B, H, S, Dh) -> (B, T, D); key_mask: (B, S).
         Keys, values and mask of batch 1 are shared by all B queries."""
-        return self._attend(self._heads(self.q_proj(x)), k, v, key_mask, is_causal)
+        return self._attend(self.queries(x), k, v, key_mask, is_causal)
+
+    def attend_queries(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`attend` with the queries already projected: q (B, H, T, Dh) -> (B, T, D)."""
+        return self._attend(q, k, v, key_mask, False)
 
     def _attend(self, q, k, v, key_mask, is_causal) -> torch.Tensor:
         if k.size(0) == 1 and q.size(0) > 1:  # views: SDPA wants the batch sizes of queries and keys to agree
@@ -185,9 +195,21 @@ class TransformerDecoderLayer(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, y: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        return self.audio_part(self.text_part(y), memory, memory_mask)
+
+    def text_part(self, y: torch.Tensor) -> torch.Tensor:
+        """The block up to the audio: y (N, L, D) + causal self-attention."""
         h = self.norm_self(y)
-        y = y + self.drop(self.self_att(h, h, is_causal=True))
-        y = y + self.drop(self.src_att(self.norm_src(y), memory, key_mask=memory_mask))
+        return y + self.drop(self.self_att(h, h, is_causal=True))
+
+    def audio_part(
+        self, y: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor, q: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The rest of the block after :meth:`text_part`: cross-attention to memory (B, S, D) with mask (B, S),
+        then the FFN. ``q``: the cross-attention's queries of y if already projected (N, H, L, Dh)."""
+        q = self.src_att.queries(self.norm_src(y)) if q is None else q
+        k, v = self.src_att.keys_values(memory)
+        y = y + self.drop(self.src_att.attend_queries(q, k, v, key_mask=memory_mask))
         return y + self.drop(self.ff(self.norm_ff(y)))
 
     def step(
@@ -256,10 +278,25 @@ class TransformerDecoder(nn.Module):
         not needed, since padding comes after every valid position. A memory of batch 1 (with lengths (1,))
         is shared by all B sequences, its keys and values projected once (scoring many texts of one
         utterance)."""
-        memory_mask = lengths_to_mask(memory_lens, memory.size(1))  # (B, T)
+        return self.forward_text(memory, memory_lens, *self.text_states(ys_in))
+
+    def text_states(self, ys_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the first block computes from the tokens alone, before any audio: ys_in (N, L) -> its
+        self-attention output (N, L, D) and its cross-attention queries (N, H, L, Dh). A fixed set of texts
+        (voice commands) needs them once, whatever the utterance."""
         length, d_model = ys_in.size(1), self.embed.embedding_dim
         y = self.drop(self.embed(ys_in) * self.scale + sinusoidal_encoding(length, d_model, ys_in.device))
-        for layer in self.layers:
+        first = self.layers[0]
+        y = first.text_part(y)
+        return y, first.src_att.queries(first.norm_src(y))
+
+    def forward_text(
+        self, memory: torch.Tensor, memory_lens: torch.Tensor, y: torch.Tensor, q: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`forward` from :meth:`text_states` ``y``, ``q`` -> logits (N, L, V)."""
+        memory_mask = lengths_to_mask(memory_lens, memory.size(1))  # (B, T)
+        y = self.layers[0].audio_part(y, memory, memory_mask, q)
+        for layer in self.layers[1:]:
             y = layer(y, memory, memory_mask)
         return self.out(self.norm(y))  # (B, L, V)
 
