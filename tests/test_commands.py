@@ -12,8 +12,8 @@ import torch
 from ceasr.commands import load_command_set, parse_command_set
 from ceasr.commands.beam import TokenTrie, constrained_beam_search
 from ceasr.commands.calibrate import det_curve, threshold_for_far
-from ceasr.commands.score import (attention_scores, best_joint_scores, ctc_scores, joint_scores, pad_sequences,
-                                  phrase_text_states)
+from ceasr.commands.score import (Phrases, attention_scores, best_joint_scores, ctc_scores, joint_scores,
+                                  pad_sequences)
 from ceasr.config import ModelConfig
 from ceasr.data.domain import command_phrases
 from ceasr.decode.ctc import CTCPrefixScorer
@@ -161,9 +161,9 @@ def test_pruned_exact_search_finds_the_exhaustive_best(tiny, ctc_weight):
     with torch.inference_mode():
         for memory, log_probs in inputs:
             exact = joint_scores(model, memory, log_probs, seqs, ctc_weight)
-            text = phrase_text_states(model, seqs)  # the phrases' decoder states made once: the same scores
-            for first, cached in ((1, None), (2, None), (len(seqs), None), (1, text), (3, text)):
-                got = best_joint_scores(model, memory, log_probs, seqs, ctc_weight, first=first, text=cached)
+            ready = Phrases.of(model, seqs)  # padded, with their decoder states, once: the same scores
+            for first, phrases in ((1, seqs), (2, seqs), (len(seqs), seqs), (1, ready), (3, ready)):
+                got = best_joint_scores(model, memory, log_probs, phrases, ctc_weight, first=first)
                 assert got[0][0] == int(torch.argmax(exact))
                 for i, score in got:
                     assert score == pytest.approx(float(exact[i]), abs=1e-6)

@@ -22,6 +22,7 @@ from ceasr.decode import (
     decode,
 )
 from ceasr.decode import PRUNE_LOG_PROB
+from ceasr.decode.ctc import greedy_tokens
 from ceasr.errors import CeasrError, ConfigError
 
 BLANK, UNK, EOS = 0, 1, 2
@@ -69,7 +70,8 @@ def test_greedy_matches_hand_collapse():
     for t, (tok, v) in enumerate([(3, -0.5), (3, -0.1), (0, -0.2), (3, -0.3), (4, -0.05), (4, -0.4)]):
         lp[t, tok] = v
     (hyp,) = ctc_greedy(lp[None], torch.tensor([6]))
-    assert hyp.tokens == (3, 3, 4)
+    assert hyp.tokens == greedy_tokens(lp) == (3, 3, 4)
+    assert greedy_tokens(lp[:0]) == () and greedy_tokens(lp[2:3]) == ()  # no frames; a blank alone
     assert hyp.token_scores == pytest.approx((-0.1, -0.3, -0.05))
     assert hyp.score == pytest.approx(-0.5 - 0.1 - 0.2 - 0.3 - 0.05 - 0.4)
 
@@ -81,6 +83,7 @@ def test_greedy_batch_equals_per_utterance_and_ignores_padding():
     for b, n in enumerate(lens):
         (single,) = ctc_greedy(batch[b : b + 1, :n], torch.tensor([n]))
         assert hyps[b].tokens == single.tokens == collapse(batch[b, :n].argmax(-1).tolist())
+        assert greedy_tokens(batch[b, :n]) == single.tokens
         assert hyps[b].score == pytest.approx(single.score)
         assert hyps[b].token_scores == pytest.approx(single.token_scores)
     assert hyps[2].tokens == () and hyps[2].score == 0.0

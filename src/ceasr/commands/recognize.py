@@ -36,9 +36,9 @@ from ceasr.audio import level_spread_db
 from ceasr.audio import load as load_audio
 from ceasr.commands.beam import TokenTrie, constrained_beam_search
 from ceasr.commands.grammar import Command, CommandSet
-from ceasr.commands.score import best_joint_scores, ctc_scores, pad_sequences, phrase_text_states
+from ceasr.commands.score import Phrases, best_joint_scores, ctc_scores, pad_sequences
 from ceasr.config import CommandConfig
-from ceasr.decode.ctc import ctc_greedy
+from ceasr.decode.ctc import greedy_tokens
 from ceasr.errors import CeasrError, ConfigError
 
 
@@ -93,7 +93,7 @@ class CommandRecognizer:
             if tok.unk_id in seq or not seq:
                 raise CeasrError(f"command {c.text!r}: the model's tokenizer cannot spell it (unknown characters)")
         self.trie = TokenTrie(self.seqs) if len(self.seqs) > cfg.exact_limit else None
-        self._text = None  # the decoder's audio-independent states of the phrases, made on first use
+        self._phrases = None  # the phrases padded, with their decoder states: made on first use
 
     @property
     def sample_rate(self) -> int:
@@ -143,9 +143,9 @@ class CommandRecognizer:
         search had to score (:func:`~ceasr.commands.score.best_joint_scores`), else the beam's n-best.
         ``memory`` (1, T', D), ``log_probs`` (T', V)."""
         if self.trie is None:
-            if self._text is None and self.model.decoder is not None and self.ctc_weight < 1.0:
-                self._text = phrase_text_states(self.model, self.seqs)
-            return best_joint_scores(self.model, memory, log_probs, self.seqs, self.ctc_weight, text=self._text)
+            if self._phrases is None:
+                self._phrases = Phrases.of(self.model, self.seqs)
+            return best_joint_scores(self.model, memory, log_probs, self._phrases, self.ctc_weight)
         return constrained_beam_search(self.model, memory, log_probs, self.trie, self.cfg.beam_size,
                                        self.ctc_weight)
 
@@ -156,7 +156,7 @@ class CommandRecognizer:
             return CommandResult(self.commands.commands[0], False, 0.0, -math.inf, -math.inf, 0.0, "", 0)
         ranked = self.phrase_scores(memory, log_probs)
         index, best = ranked[0] if ranked else (0, -math.inf)
-        greedy = ctc_greedy(log_probs[None], torch.tensor([T]), self.model.blank_id)[0].tokens
+        greedy = greedy_tokens(log_probs, self.model.blank_id)
         # The margin is judged by CTC alone: the attention decoder is also a language model of the training
         # texts and favours in-set phrases whatever the audio says.
         padded, lens = pad_sequences([self.seqs[index], greedy, ()], self.model.eos_id)

@@ -11,32 +11,47 @@ the next unscored phrase no later one can beat it. The result is exact, not a be
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
 from ceasr.decode.score import attention_scores, ctc_scores, joint_scores, pad_sequences, teacher_forcing
 
-__all__ = ["attention_scores", "best_joint_scores", "ctc_scores", "joint_scores", "pad_sequences",
-           "phrase_text_states"]
+__all__ = ["Phrases", "attention_scores", "best_joint_scores", "ctc_scores", "joint_scores", "pad_sequences"]
 
 
-def phrase_text_states(model, seqs: list[tuple[int, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The decoder's audio-independent states of every phrase (``TransformerDecoder.text_states`` of their
-    teacher-forced inputs), for :func:`best_joint_scores`'s ``text``."""
-    padded, lens = pad_sequences(seqs, model.eos_id)
-    ys_in, _ = teacher_forcing(padded, lens, model.sos_id, model.eos_id)
-    return model.decoder.text_states(ys_in.to(next(model.decoder.parameters()).device))
+@dataclass(frozen=True)
+class Phrases:
+    """A fixed set of token sequences made ready once for :func:`best_joint_scores`: padded with eos (N, L) and
+    their lengths (N,), and the decoder's audio-independent states of each (``TransformerDecoder.text_states``
+    of their teacher-forced inputs; None without a decoder)."""
+
+    seqs: tuple[tuple[int, ...], ...]
+    padded: torch.Tensor
+    lens: torch.Tensor
+    text: tuple[torch.Tensor, torch.Tensor] | None
+
+    @classmethod
+    def of(cls, model, seqs) -> "Phrases":
+        padded, lens = pad_sequences(list(seqs), model.eos_id)
+        text = None
+        if model.decoder is not None:
+            ys_in, _ = teacher_forcing(padded, lens, model.sos_id, model.eos_id)
+            with torch.inference_mode():
+                text = model.decoder.text_states(ys_in.to(next(model.decoder.parameters()).device))
+        return cls(tuple(seqs), padded, lens, text)
 
 
 def best_joint_scores(
-    model, memory: torch.Tensor, log_probs: torch.Tensor, seqs: list[tuple[int, ...]], ctc_weight: float,
-    first: int = 8, text: tuple[torch.Tensor, torch.Tensor] | None = None,
+    model, memory: torch.Tensor, log_probs: torch.Tensor, seqs: list[tuple[int, ...]] | Phrases, ctc_weight: float,
+    first: int = 8,
 ) -> list[tuple[int, float]]:
     """``(index, joint score)`` of the phrases the decoder had to score, best first; the first is the best of
     all ``seqs`` (as :func:`joint_scores` would rank them) and every phrase left out scores at most the last
     bound checked. The decoder scores the ``first`` best phrases by CTC, then twice as many until the bound
-    holds. ``text``: :func:`phrase_text_states` of ``seqs`` (the same result, less decoder work)."""
-    padded, lens = pad_sequences(seqs, model.eos_id)
+    holds. ``seqs`` made into :class:`Phrases` once give the same result with less work per utterance."""
+    phrases = seqs if isinstance(seqs, Phrases) else Phrases(tuple(seqs), *pad_sequences(seqs, model.eos_id), None)
+    padded, lens, text = phrases.padded, phrases.lens, phrases.text
     ctc = ctc_scores(log_probs, padded, lens, model.blank_id)
     order = torch.argsort(ctc, descending=True, stable=True)
     if ctc_weight >= 1.0 or model.decoder is None:
@@ -45,13 +60,13 @@ def best_joint_scores(
     joint = torch.full_like(ctc, -math.inf)
     done, k = 0, max(1, first)
     while True:
-        k = min(k, len(seqs))
+        k = min(k, len(padded))
         todo = order[done:k]
         rows = None if text is None else (text[0][todo], text[1][todo])
         att = attention_scores(model.decoder, memory, padded[todo], lens[todo], model.sos_id, model.eos_id, rows)
         joint[todo] = ctc_part[todo] + (1 - ctc_weight) * att
         done = k
-        if k == len(seqs) or float(joint[order[:k]].max()) >= float(ctc_part[order[k]]):
+        if k == len(padded) or float(joint[order[:k]].max()) >= float(ctc_part[order[k]]):
             break
         k *= 2
     scored = order[:done]
