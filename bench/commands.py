@@ -12,7 +12,7 @@ config's default threshold and at the calibrated one. PocketSphinx 5.1.1 (en-us 
 thread, its own venv) decodes the same files with an equivalent JSGF grammar (every phrase an alternative);
 it has no rejection, so a non-empty output is an accept. RTF is per file at batch size 1 (model load and a
 warm-up excluded); on the test sets it alternates file by file with the same recognizer with its encoder
-traced (``--jit``: the same decisions, less time), and with its Linear layers in int8 as well (``--jit --int8``).
+traced (``--jit``: the same decisions, less time), and with its encoder in int8 as well (``--jit --int8``).
 Streaming, traced as ``ceasr listen`` is by default:
 test clips (commands, out-of-grammar, noise) are joined by 0.5-1 s of near-silence into one stream fed in
 100 ms chunks to ``CommandSpotter``; latency = stream time at which a command was printed minus the end of
@@ -188,7 +188,7 @@ def main() -> None:
     traced = CommandRecognizer(crec.recognizer.traced(), commands, CommandConfig())
     fast = CommandRecognizer(crec.recognizer.int8().traced(), commands, CommandConfig())
     rows = run_ceasr({"ceasr": crec, "ceasr --jit": traced, "ceasr --jit --int8": fast}, test)
-    for name, what in (("ceasr --jit", "TorchScript-traced encoder"), ("ceasr --jit --int8", "and int8 Linear layers")):
+    for name, what in (("ceasr --jit", "TorchScript-traced encoder"), ("ceasr --jit --int8", "and the encoder in int8")):
         same = sum(a["best"] == b["best"] for k in test for a, b in zip(rows["ceasr"][k], rows[name][k]))
         print(f"{name} ({what}): the same best phrase on {same}/{sum(map(len, test.values()))} files")
     if not args.no_peers:
