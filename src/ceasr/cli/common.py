@@ -50,14 +50,16 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_speed_flags(p: argparse.ArgumentParser, jit: bool = False) -> None:
-    """``--jit``/``--no-jit`` (trace the encoder: :meth:`ceasr.api.Recognizer.traced`) and ``--int8`` (every
-    Linear layer in int8: :meth:`ceasr.api.Recognizer.int8`); ``jit``: whether tracing is on by default."""
+    """``--jit``/``--no-jit`` (trace the encoder: :meth:`ceasr.api.Recognizer.traced`) and ``--int8`` (the
+    encoder's Linear layers in int8: :meth:`ceasr.api.Recognizer.int8`); ``jit``: whether tracing is on by
+    default."""
     p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=jit,
                    help="trace the encoder with TorchScript: about a quarter less encoder time per call, after "
                         f"about a second of tracing (default: {'on' if jit else 'off'})")
     p.add_argument("--int8", action="store_true",
-                   help="run every Linear layer in int8 (dynamic quantization): about a third less encoder "
-                        "time on a CPU, results within int8 rounding (default: off)")
+                   help="run the encoder's Linear layers in int8 (dynamic quantization; a Whisper model's every "
+                        "Linear layer): about a third less encoder time on a CPU, results within int8 rounding "
+                        "(default: off)")
 
 
 def model_labels(paths: list[str]) -> list[str]:

@@ -147,7 +147,8 @@ def add_verbs(verbs) -> None:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", help="per-utterance results (JSONL); default: results-<manifest>.jsonl beside MODEL")
     p.add_argument("--by-speaker", action="store_true", help="also print the WER of each speaker, worst first")
-    p.add_argument("--int8", action="store_true", help="run every Linear layer in int8 (dynamic quantization)")
+    p.add_argument("--int8", action="store_true",
+                   help="run the encoder's Linear layers in int8 (a Whisper model's every Linear layer)")
     add_decode_flags(p)
     _add_robustness_flags(p)
     p.set_defaults(func=_cmd_evaluate)
