@@ -188,7 +188,8 @@ def main() -> None:
     traced = CommandRecognizer(crec.recognizer.traced(), commands, CommandConfig())
     fast = CommandRecognizer(crec.recognizer.int8().traced(), commands, CommandConfig())
     rows = run_ceasr({"ceasr": crec, "ceasr --jit": traced, "ceasr --jit --int8": fast}, test)
-    for name, what in (("ceasr --jit", "TorchScript-traced encoder"), ("ceasr --jit --int8", "and the encoder in int8")):
+    for name, what in (("ceasr --jit", "TorchScript-traced encoder"),
+                       ("ceasr --jit --int8", "and the encoder in int8")):
         same = sum(a["best"] == b["best"] for k in test for a, b in zip(rows["ceasr"][k], rows[name][k]))
         print(f"{name} ({what}): the same best phrase on {same}/{sum(map(len, test.values()))} files")
     if not args.no_peers:

@@ -164,8 +164,8 @@ def load_model(model_dir: str | Path, decode: list[str] = (), device: str = "cpu
     (or, for a converted Whisper model, a recognizer with the same methods).
 
     ``decode`` takes config overrides such as ``["decode.method=attention", "decode.beam_size=8"]``;
-    ``jit`` traces the encoder (:meth:`Recognizer.traced`); ``int8`` quantizes every Linear layer
-    (:meth:`Recognizer.int8`; Whisper models too).
+    ``jit`` traces the encoder (:meth:`Recognizer.traced`); ``int8`` runs the encoder's Linear layers in int8
+    (:meth:`Recognizer.int8`; a Whisper model's every Linear layer).
     """
     from ceasr.modeldir import model_kind
 

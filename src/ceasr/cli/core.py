@@ -56,7 +56,7 @@ def _cmd_evaluate(args) -> None:
     if args.noise or args.gain or args.rir:
         return _cmd_robustness(args)
     for model in args.model:
-        recognizer = load_model(model, decode=decode_overrides(args), int8=args.int8)
+        recognizer = load_model(model, decode=decode_overrides(args), jit=args.jit, int8=args.int8)
         # Beside the model directory, never inside it: a model directory holds the model and nothing else.
         out = args.out or Path(model).resolve().parent / f"results-{Path(args.manifest).stem}.jsonl"
         report = evaluate_manifest(recognizer, args.manifest, out=out)
@@ -75,7 +75,7 @@ def _cmd_robustness(args) -> None:
         raise ConfigError(f"--gain: expected comma-separated dB values, got {args.gain!r}") from None
     conditions = condition_grid(split_list(args.noise), split_list(args.snr), gains, args.rir)
     labels = model_labels(args.model)
-    models = {label: load_model(m, decode=decode_overrides(args), int8=args.int8)
+    models = {label: load_model(m, decode=decode_overrides(args), jit=args.jit, int8=args.int8)
               for label, m in zip(labels, args.model)}
     out = Path(args.out_dir or Path(args.model[0]).resolve().parent / f"robustness-{Path(args.manifest).stem}")
     scores = robustness_report(models, load_rows(args.manifest), conditions, out, seed=args.seed)
@@ -147,8 +147,7 @@ def add_verbs(verbs) -> None:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", help="per-utterance results (JSONL); default: results-<manifest>.jsonl beside MODEL")
     p.add_argument("--by-speaker", action="store_true", help="also print the WER of each speaker, worst first")
-    p.add_argument("--int8", action="store_true",
-                   help="run the encoder's Linear layers in int8 (a Whisper model's every Linear layer)")
+    add_speed_flags(p)
     add_decode_flags(p)
     _add_robustness_flags(p)
     p.set_defaults(func=_cmd_evaluate)

@@ -174,7 +174,7 @@ def load_command_recognizer(model_dir, commands: str = "default", threshold: flo
                             jit: bool = False, int8: bool = False, **fields) -> CommandRecognizer:
     """A model directory and a command set (a built-in name or a file) as a :class:`CommandRecognizer`;
     ``threshold`` and other ``fields`` override :class:`~ceasr.config.CommandConfig` defaults; ``jit``
-    traces the encoder (:meth:`ceasr.api.Recognizer.traced`), ``int8`` quantizes the Linear layers
+    traces the encoder (:meth:`ceasr.api.Recognizer.traced`), ``int8`` runs its Linear layers in int8
     (:meth:`ceasr.api.Recognizer.int8`)."""
     from ceasr.api import load_model
     from ceasr.commands.grammar import load_command_set

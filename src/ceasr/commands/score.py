@@ -26,7 +26,6 @@ class Phrases:
     their lengths (N,), and the decoder's audio-independent states of each (``TransformerDecoder.text_states``
     of their teacher-forced inputs; None without a decoder)."""
 
-    seqs: tuple[tuple[int, ...], ...]
     padded: torch.Tensor
     lens: torch.Tensor
     text: tuple[torch.Tensor, torch.Tensor] | None
@@ -39,18 +38,18 @@ class Phrases:
             ys_in, _ = teacher_forcing(padded, lens, model.sos_id, model.eos_id)
             with torch.inference_mode():
                 text = model.decoder.text_states(ys_in.to(next(model.decoder.parameters()).device))
-        return cls(tuple(seqs), padded, lens, text)
+        return cls(padded, lens, text)
 
 
 def best_joint_scores(
-    model, memory: torch.Tensor, log_probs: torch.Tensor, seqs: list[tuple[int, ...]] | Phrases, ctc_weight: float,
-    first: int = 8,
+    model, memory: torch.Tensor, log_probs: torch.Tensor, seqs: list[tuple[int, ...]] | Phrases,
+    ctc_weight: float, first: int = 8,
 ) -> list[tuple[int, float]]:
     """``(index, joint score)`` of the phrases the decoder had to score, best first; the first is the best of
     all ``seqs`` (as :func:`joint_scores` would rank them) and every phrase left out scores at most the last
     bound checked. The decoder scores the ``first`` best phrases by CTC, then twice as many until the bound
     holds. ``seqs`` made into :class:`Phrases` once give the same result with less work per utterance."""
-    phrases = seqs if isinstance(seqs, Phrases) else Phrases(tuple(seqs), *pad_sequences(seqs, model.eos_id), None)
+    phrases = seqs if isinstance(seqs, Phrases) else Phrases(*pad_sequences(seqs, model.eos_id), None)
     padded, lens, text = phrases.padded, phrases.lens, phrases.text
     ctc = ctc_scores(log_probs, padded, lens, model.blank_id)
     order = torch.argsort(ctc, descending=True, stable=True)
