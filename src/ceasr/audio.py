@@ -7,6 +7,7 @@ not audio, broken header, no samples, absurd rate, NaN samples, offset past the 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,6 +183,17 @@ def frame_db(wave: np.ndarray, n: int) -> np.ndarray:
     return 10 * np.log10((frames ** 2).mean(axis=1) + 1e-12)
 
 
+@functools.lru_cache(maxsize=8)
+def _hann_and_band(win: int, sample_rate: int, low: float, high: float):
+    """A float32 symmetric Hann window of ``win`` samples (np.hanning's, as a torch tensor) and the rfft bins
+    [lo, hi) between ``low`` and ``high`` Hz: the same for every clip, so made once."""
+    import torch
+
+    freqs = np.fft.rfftfreq(win, 1.0 / sample_rate)
+    lo, hi = int(np.searchsorted(freqs, low, "left")), int(np.searchsorted(freqs, high, "right"))
+    return torch.hann_window(win, periodic=False), lo, hi
+
+
 def level_spread_db(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, band: tuple[float, float] = (100.0, 4000.0),
                     percent: float = 5.0) -> float:
     """How far the loud moments of ``wave`` rise above its quiet ones, in dB: the ``100 - percent``-th minus
@@ -197,11 +209,10 @@ def level_spread_db(wave: np.ndarray, sample_rate: int = SAMPLE_RATE, band: tupl
     win, hop = round(0.025 * sample_rate), round(0.010 * sample_rate)
     if len(wave) < win:
         return 0.0
+    window, lo, hi = _hann_and_band(win, sample_rate, *band)
     frames = torch.from_numpy(np.asarray(wave, np.float32)).unfold(0, win, hop)  # (F, win) views
-    spec = torch.fft.rfft(frames * torch.hann_window(win, periodic=False))  # np.hanning's symmetric window
-    freqs = np.fft.rfftfreq(win, 1.0 / sample_rate)
-    lo, hi = np.searchsorted(freqs, band[0], "left"), np.searchsorted(freqs, band[1], "right")  # bins in band
-    energy = torch.view_as_real(spec[:, lo:hi]).square().sum(dim=(1, 2))  # (F,)
+    spec = torch.fft.rfft(frames * window)[:, lo:hi]  # the band's bins
+    energy = torch.view_as_real(spec).square().sum(dim=(1, 2))  # (F,)
     if len(energy) >= 3:  # a 3-frame moving average
         energy = (energy[:-2] + energy[1:-1] + energy[2:]) / 3
     db = (10 * torch.log10(energy + 1e-20)).sort().values.tolist()
