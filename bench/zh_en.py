@@ -7,6 +7,7 @@ configs say (the demos' default since 2026-12-01: attention rescoring of the CTC
 The last line is the MER on mixed utterances.
 
     python bench/zh_en.py [--model runs/demo-zh-en/model] [--english-model runs/demo/model]
+        [--decode decode.lid_threshold=0] [--out zh_en.json]
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ def main() -> None:
     parser.add_argument("--model", default="runs/demo-zh-en/model")
     parser.add_argument("--manifest", default=None, help="default: data/test.jsonl beside the model")
     parser.add_argument("--english-model", default="runs/demo/model", help="the English-only demo model")
+    parser.add_argument("--decode", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="decode overrides for the bilingual model, e.g. decode.lid_threshold=0")
+    parser.add_argument("--out", default=None, help="results JSON (default: zh_en.json beside the model)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     pin_threads(args.threads)
     manifest = Path(args.manifest or Path(args.model).parent / "data/test.jsonl")
     rows, _ = read_manifest(manifest)
-    report, _ = evaluate_rows(load_model(args.model), rows)
+    report, _ = evaluate_rows(load_model(args.model, decode=args.decode), rows)
     mixed = report.mixed
     table, results = [], {}
     for lang, unit in (("mixed", "MER"), ("zh", "CER"), ("en", "WER")):
@@ -48,11 +52,12 @@ def main() -> None:
         w = en_report.words
         table.append(["English-only demo", "en-only", len(english_rows), "WER", f"{w.rate:.4f}", w.S, w.D, w.I, w.N])
         results["english_model_en"] = {"WER": w.rate, "S": w.S, "D": w.D, "I": w.I, "N": w.N}
-    print(header(args.threads, load_average(), f"manifest={manifest}"))
+    print(header(args.threads, load_average(), f"manifest={manifest}" + "".join(f" {d}" for d in args.decode)))
     print(format_table(["model", "test utterances", "utts", "unit", "rate", "S", "D", "I", "N"], table))
     print(f"language tag accuracy={mixed.language_accuracy:.4f} ({mixed.language_correct}/{mixed.utterances})")
     results["language_accuracy"] = mixed.language_accuracy
-    write_json(Path(args.model).parent / "zh_en.json", {"date": str(date.today()), **results})
+    out = Path(args.out) if args.out else Path(args.model).parent / "zh_en.json"
+    write_json(out, {"date": str(date.today()), "decode": args.decode, **results})
     print(f"mixed-utterance MER={results['mixed']['MER']:.4f} (Mandarin CER {results['zh']['CER']:.4f}, "
           f"English WER {results['en']['WER']:.4f})")
 

@@ -55,6 +55,8 @@ class ModelConfig:
     dropout: float = 0.1
     ctc_weight: float = 0.3  # loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE
     label_smoothing: float = 0.1
+    # Bilingual models: weight of a language-ID head's loss (which languages an utterance speaks); 0: no head.
+    lid_weight: float = 0.0
     # Per-utterance normalization before global CMVN: none | level (subtract the mean log-mel: gain-invariant)
     # | mean (subtract each bin's mean: also removes a fixed channel tilt). See ceasr.features.utterance_offset.
     utterance_norm: str = "none"
@@ -146,6 +148,9 @@ class DecodeConfig:
     hotword_boost: float = 2.0  # bonus per matched token when a line gives none
     lm_oov_penalty: float = -10.0  # word LM: score (times lambda) of a partial word no LM word starts with
     lm_lookahead: bool = False  # word LM: pay a partial word's best-completion unigram score in advance
+    # Models with a language-ID head (model.lid_weight > 0): tokens of a language heard with a probability below
+    # this (and not the likeliest) are not decoded. 0: no constraint.
+    lid_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -346,6 +351,9 @@ class WhisperDecodeConfig:
     hotword_boost: float = 2.0  # bonus per matched token when a line gives none
     lm_oov_penalty: float = -10.0  # word LM: score (times lambda) of a partial word no LM word starts with
     lm_lookahead: bool = False  # word LM: pay a partial word's best-completion unigram score in advance
+    # Models with a language-ID head (model.lid_weight > 0): tokens of a language heard with a probability below
+    # this (and not the likeliest) are not decoded. 0: no constraint.
+    lid_threshold: float = 0.5
     fusion_candidates: int = 16  # with an LM or hotwords: the acoustic top-N next tokens of a beam they rescore
 
 

@@ -58,7 +58,7 @@ def model_kind(model_dir: str | Path) -> str:
 def load_model_dir(model_dir: str | Path):
     """Rebuild ``(model, cfg, tokenizer)`` from a model directory; the model is in eval mode."""
     from ceasr.models.asr import build_model
-    from ceasr.text.tokenizer import load_tokenizer
+    from ceasr.text.tokenizer import load_tokenizer, token_languages
 
     model_dir = Path(model_dir)
     for name in (CONFIG, WEIGHTS, TOKENIZER):
@@ -71,6 +71,7 @@ def load_model_dir(model_dir: str | Path):
     except ConfigError as e:
         raise ConfigError(f"{model_dir / CONFIG}: {e}") from None
     tokenizer = load_tokenizer(model_dir / TOKENIZER)
-    model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
+    model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size,
+                        token_languages=token_languages(tokenizer))
     model.load_state_dict(load_file(str(model_dir / WEIGHTS)))
     return model.eval(), cfg, tokenizer

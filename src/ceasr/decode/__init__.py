@@ -4,6 +4,11 @@ Methods live in the plain-dict registry :data:`DECODERS`; each takes ``(model, e
 and returns the n-best :class:`Hypothesis` lists per utterance (best first; a single hypothesis when the
 search keeps no more). ``scorers`` (:class:`Scorers`: a language model and hotwords, or None) is fused into
 the search (``cfg.lm_mode == "fusion"``) or rescores its n-best lists afterwards (``"rescore"``).
+
+A bilingual model with a language-ID head first says which languages each utterance speaks; the tokens of the
+others get a CTC log-probability of :data:`MASKED_LOG_PROB` (``cfg.lid_threshold``, :func:`language_bias`), so
+that every search, all of which score with CTC, keeps to the languages heard (the attention-only search with
+``ctc_weight`` 0 excepted).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ceasr.errors import ConfigError
 # Tokens below this probability in a frame are not tried by prefix beam search: they cannot carry a prefix
 # into the beam, and skipping them keeps the per-frame Python work to a handful of extensions.
 PRUNE_LOG_PROB = math.log(1e-4)
+MASKED_LOG_PROB = -1e4  # the CTC log-probability of a token the language constraint rules out (finite: no NaNs)
 
 
 def _ctc_greedy(model, enc, enc_lens, cfg: DecodeConfig, fusion: Fusion | None) -> list[list[Hypothesis]]:
@@ -92,6 +98,8 @@ def _check(cfg: DecodeConfig) -> None:
         raise ConfigError(f"decode.ctc_weight={cfg.ctc_weight}: must be between 0 and 1")
     if cfg.max_len_ratio <= 0:
         raise ConfigError(f"decode.max_len_ratio={cfg.max_len_ratio}: must be positive")
+    if not 0.0 <= cfg.lid_threshold <= 1.0:
+        raise ConfigError(f"decode.lid_threshold={cfg.lid_threshold}: must be between 0 and 1")
     if cfg.lm_mode not in LM_MODES:
         raise ConfigError(f"decode.lm_mode={cfg.lm_mode!r}: unknown; known: {', '.join(LM_MODES)}")
 
@@ -110,6 +118,9 @@ def decode(
 def decode_encoded(model, enc: torch.Tensor, enc_lens: torch.Tensor, cfg: DecodeConfig, scorers=None):
     """:func:`decode` from encoder outputs (B, T', D) (e.g. cached while tuning decode parameters)."""
     beta = 0.0 if cfg.method in _OWN_LENGTH_TERM else cfg.length_penalty
+    bias = language_bias(model, enc, enc_lens, cfg.lid_threshold)
+    if bias is not None:
+        model = _LanguageConstrained(model, bias)
     if scorers is not None:
         fusion = scorers.fusion(cfg.lm_weight, beta, cfg.lm_oov_penalty, cfg.lm_lookahead)
     else:
@@ -118,6 +129,36 @@ def decode_encoded(model, enc: torch.Tensor, enc_lens: torch.Tensor, cfg: Decode
         nbest = DECODERS[cfg.method](model, enc, enc_lens, cfg, Fusion((), length_bonus=beta))
         return [rescore(hyps, fusion, beta) for hyps in nbest]
     return [hyps[0] for hyps in DECODERS[cfg.method](model, enc, enc_lens, cfg, fusion)]
+
+
+def language_bias(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float) -> torch.Tensor | None:
+    """(B, V) additive CTC log-probability bias: 0 for the tokens of each language the model's language-ID head
+    hears in the utterance (probability >= ``threshold``, and always the likeliest language) and for tokens
+    without a language (blank, specials), :data:`MASKED_LOG_PROB` for the other languages' tokens. None when the
+    model has no head or ``threshold`` is 0."""
+    if getattr(model, "lid", None) is None or threshold <= 0.0:
+        return None
+    probs = torch.sigmoid(model.language_logits(enc, enc_lens))  # (B, L)
+    heard = (probs >= threshold) | (probs == probs.amax(dim=1, keepdim=True))
+    heard = torch.cat([torch.ones_like(heard[:, :1]), heard], dim=1)  # column 0: tokens without a language
+    allowed = heard[:, model.token_language]  # (B, V)
+    return torch.where(allowed, 0.0, MASKED_LOG_PROB).to(enc.dtype)
+
+
+class _LanguageConstrained:
+    """``model`` with ``bias`` (B, V) added to its CTC log-probabilities of a B-utterance batch; every other
+    attribute is the model's."""
+
+    def __init__(self, model, bias: torch.Tensor):
+        self.model, self.bias = model, bias
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
+        if enc.size(0) != self.bias.size(0):
+            raise ValueError(f"a language bias of {self.bias.size(0)} utterances for a batch of {enc.size(0)}")
+        return self.model.ctc_log_probs(enc) + self.bias.unsqueeze(1)
 
 
 def rescore(hyps: list[Hypothesis], fusion: Fusion, beta: float) -> Hypothesis:
@@ -144,5 +185,6 @@ __all__ = [
     "ctc_prefix_beam_search_batch",
     "decode",
     "decode_encoded",
+    "language_bias",
     "rescore",
 ]

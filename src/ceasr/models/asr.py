@@ -1,4 +1,5 @@
-"""The composed ASR model: normalize -> subsample -> encoder -> CTC head, plus an optional attention decoder.
+"""The composed ASR model: normalize -> subsample -> encoder -> CTC head, plus an optional attention decoder
+and, for bilingual models, an optional language-ID head.
 
 Token conventions: 0 = CTC blank, 1 = unk, 2 = sos and eos, real tokens from 3; targets padded with -1.
 """
@@ -17,6 +18,7 @@ from ceasr.models.subsampling import FACTORS, Conv2dSubsampling, n_convs
 from ceasr.models.transformer import TransformerDecoder, TransformerEncoder, lengths_to_mask
 
 BLANK_ID, UNK_ID, SOS_ID, EOS_ID, IGNORE_ID = 0, 1, 2, 2, -1
+LANGUAGES = ("zh", "en")  # what a language-ID head detects, in the order of its outputs
 
 
 def _conformer(cfg: ModelConfig) -> nn.Module:
@@ -42,6 +44,10 @@ class ASRModel(nn.Module):
         ctc: Linear d_model -> vocabulary (the CTC head).
         decoder: attention decoder ``(enc, enc_lens, ys_in, ys_in_lens) -> logits`` or None (CTC only).
         ctc_weight: loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE.
+        lid: Linear d_model -> len(LANGUAGES) frame logits of a language-ID head, or None. Its utterance logits
+            (:meth:`language_logits`) say which languages are spoken; trained with binary cross-entropy against
+            the languages of the target tokens, weight ``lid_weight``, added to the loss.
+        token_languages: each token id's language (``"zh"``, ``"en"`` or ``""``), needed with ``lid``.
     """
 
     def __init__(
@@ -56,6 +62,9 @@ class ASRModel(nn.Module):
         sos_id: int = SOS_ID,
         eos_id: int = EOS_ID,
         ignore_id: int = IGNORE_ID,
+        lid: nn.Linear | None = None,
+        lid_weight: float = 0.0,
+        token_languages: tuple[str, ...] = (),
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -69,6 +78,13 @@ class ASRModel(nn.Module):
         self.label_smoothing = label_smoothing
         self.sos_id, self.eos_id, self.ignore_id, self.blank_id = sos_id, eos_id, ignore_id, BLANK_ID
         self.vocab_size = ctc.out_features
+        if lid is not None and len(token_languages) != self.vocab_size:
+            raise ValueError(f"a language-ID head needs the language of each of the {self.vocab_size} tokens, "
+                             f"got {len(token_languages)}")
+        self.lid, self.lid_weight = lid, lid_weight
+        # token id -> 1 + its index in LANGUAGES, 0 for none; derived from the tokenizer, so not saved
+        table = [LANGUAGES.index(lang) + 1 if lang in LANGUAGES else 0 for lang in token_languages]
+        self.register_buffer("token_language", torch.tensor(table, dtype=torch.long), persistent=False)
 
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats: (B, T, F), feat_lens: (B,) -> enc: (B, T', D) (padding zeroed), enc_lens: (B,).
@@ -89,6 +105,21 @@ class ASRModel(nn.Module):
         """enc: (B, T', D) -> CTC log-probabilities (B, T', V)."""
         logits = self.ctc(enc)  # (B, T', V); half precision is widened to float32 for the log-softmax
         return F.log_softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
+
+    def language_logits(self, enc: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
+        """enc: (B, T', D), enc_lens: (B,) -> (B, len(LANGUAGES)) logits that each language is spoken in the
+        utterance: the largest frame logit over its frames (multiple-instance pooling: a language is in the
+        utterance if it is heard somewhere; a mixed utterance's English word is a few frames)."""
+        frames = self.lid(enc)  # (B, T', L)
+        valid = lengths_to_mask(enc_lens, enc.size(1)).unsqueeze(-1)
+        return frames.masked_fill(~valid, NO_FRAME_LOGIT).amax(dim=1)
+
+    def language_targets(self, ys: torch.Tensor) -> torch.Tensor:
+        """ys: (B, L) target ids padded with -1 -> (B, len(LANGUAGES)) floats, 1 where a token of that
+        language occurs."""
+        langs = torch.where(ys >= 0, self.token_language[ys.clamp(min=0)], 0)  # (B, L)
+        codes = torch.arange(1, len(LANGUAGES) + 1, device=ys.device)
+        return (langs.unsqueeze(-1) == codes).any(dim=1).float()
 
     def decoder_io(self, ys: torch.Tensor, ys_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ys: (B, L) padded with -1 -> ys_in = [sos] + y (padded with eos), ys_out = y + [eos] (padded -1).
@@ -124,7 +155,8 @@ class ASRModel(nn.Module):
         Returns:
             loss: ``ctc_weight * CTC + (1 - ctc_weight) * CE`` where CTC and the label-smoothed CE are each
                 summed over utterances (and tokens, for CE; eos included) and divided by ``norm``: a loss
-                per utterance, not per token.
+                per utterance, not per token. With a language-ID head, plus ``lid_weight`` times its binary
+                cross-entropy summed over utterances and languages, divided by ``norm``.
             stats: floats ``loss``, ``ctc``, ``att`` (each divided by ``norm``; 0.0 for a term the weight
                 switches off) and ``att_acc``, the attention's greedy token accuracy (0.0 when off).
         """
@@ -144,8 +176,15 @@ class ASRModel(nn.Module):
             stats["att"] = att.item()
             stats["att_acc"] = _accuracy(logits, ys_out, self.ignore_id)
         loss = hybrid_loss(ctc, att, self.ctc_weight)
+        if self.lid is not None and self.lid_weight > 0.0:
+            logits = self.language_logits(enc, enc_lens)
+            lid = F.binary_cross_entropy_with_logits(logits, self.language_targets(ys), reduction="sum") / norm
+            loss = loss + self.lid_weight * lid
         stats["loss"] = loss.item()
         return loss, stats
+
+
+NO_FRAME_LOGIT = -1e4  # what an utterance without encoder frames scores for every language
 
 
 def _accuracy(logits: torch.Tensor, targets: torch.Tensor, ignore_id: int) -> float:
@@ -173,16 +212,23 @@ def _check(cfg: ModelConfig, vocab_size: int) -> None:
         raise ConfigError(f"model.label_smoothing: must be in [0, 1), got {cfg.label_smoothing}")
     if cfg.subsampling not in FACTORS:
         raise ConfigError(f"model.subsampling: must be one of {FACTORS}, got {cfg.subsampling}")
+    if cfg.lid_weight < 0.0:
+        raise ConfigError(f"model.lid_weight: must be at least 0, got {cfg.lid_weight}")
     if vocab_size < 3:
         raise ConfigError(f"vocabulary of {vocab_size} tokens: needs blank, unk and sos/eos (ids 0-2)")
 
 
 def build_model(
-    cfg: ModelConfig, n_mels: int, vocab_size: int, normalize: nn.Module | None = None
+    cfg: ModelConfig, n_mels: int, vocab_size: int, normalize: nn.Module | None = None,
+    token_languages: tuple[str, ...] = (),
 ) -> ASRModel:
     """Build an ASRModel from its config. ``normalize`` defaults to ``ceasr.features.GlobalCMVN(n_mels)``
-    (identity stats until loaded from a checkpoint or set from data)."""
+    (identity stats until loaded from a checkpoint or set from data). ``token_languages`` (each token's
+    language, :func:`ceasr.text.tokenizer.token_languages`) is needed when ``cfg.lid_weight > 0``."""
     _check(cfg, vocab_size)
+    if cfg.lid_weight > 0.0 and not set(token_languages) & set(LANGUAGES):
+        raise ConfigError("model.lid_weight: a language-ID head needs a tokenizer whose tokens have languages "
+                          "(tokenizer.kind=bilingual)")
     if normalize is None:
         from ceasr.features import GlobalCMVN  # features are an earlier stage; imported only when needed
 
@@ -192,14 +238,21 @@ def build_model(
         decoder = TransformerDecoder(
             vocab_size, cfg.d_model, cfg.n_heads, cfg.decoder_layers, cfg.decoder_ff_dim, cfg.dropout
         )
+    embed = Conv2dSubsampling(n_mels, cfg.d_model, cfg.subsampling_channels, cfg.subsampling)
+    encoder, ctc = ENCODERS[cfg.encoder](cfg), nn.Linear(cfg.d_model, vocab_size)
+    # made last, so that a model with the head starts from the same weights as one without
+    lid = nn.Linear(cfg.d_model, len(LANGUAGES)) if cfg.lid_weight > 0.0 else None
     return ASRModel(
         normalize=normalize,
-        embed=Conv2dSubsampling(n_mels, cfg.d_model, cfg.subsampling_channels, cfg.subsampling),
-        encoder=ENCODERS[cfg.encoder](cfg),
-        ctc=nn.Linear(cfg.d_model, vocab_size),
+        embed=embed,
+        encoder=encoder,
+        ctc=ctc,
         decoder=decoder,
         ctc_weight=cfg.ctc_weight,
         label_smoothing=cfg.label_smoothing,
+        lid=lid,
+        lid_weight=cfg.lid_weight,
+        token_languages=tuple(token_languages) if lid is not None else (),
     )
 
 

@@ -29,8 +29,8 @@ EXAMPLE_FRAMES = 200  # 2 s of 10 ms frames: the example the trace runs once
 
 def traced_for_inference(model: ASRModel, n_mels: int) -> ASRModel:
     """An eval-mode copy of ``model`` (sharing its parameters) whose ``normalize``, ``embed`` and ``encoder``
-    are TorchScript traces and whose decoder's ``forward`` is; ``ctc`` is the model's own module. ``n_mels``:
-    feature bins."""
+    are TorchScript traces and whose decoder's ``forward`` is; ``ctc`` (and ``lid``) are the model's own
+    modules. ``n_mels``: feature bins."""
     model = model.eval()
     x = torch.randn(1, EXAMPLE_FRAMES, n_mels, device=next(model.parameters()).device)
     lens = torch.tensor([EXAMPLE_FRAMES], device=x.device)
@@ -49,6 +49,7 @@ def traced_for_inference(model: ASRModel, n_mels: int) -> ASRModel:
     traced = ASRModel(normalize, embed, encoder, model.ctc, decoder, ctc_weight=model.ctc_weight,
                       label_smoothing=model.label_smoothing, sos_id=model.sos_id, eos_id=model.eos_id,
                       ignore_id=model.ignore_id).eval()
+    traced.lid, traced.lid_weight, traced.token_language = model.lid, model.lid_weight, model.token_language
     with torch.inference_mode():  # TorchScript optimizes a graph on its first two runs (~0.3 s): not on a user's
         for _ in range(2):
             traced.encode(x, lens)

@@ -54,6 +54,13 @@ def pieces(tokenizer: Tokenizer) -> tuple[str, ...]:
     return tuple(tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size))
 
 
+def token_languages(tokenizer: Tokenizer) -> tuple[str, ...]:
+    """Every token's language by id (``"zh"``, ``"en"``, ``""``) for a tokenizer that tags its tokens (the
+    bilingual one); ``()`` for the others."""
+    tag = getattr(tokenizer, "language", None)
+    return tuple(tag(i) for i in range(tokenizer.vocab_size)) if tag else ()
+
+
 class _Specials:
     """The fixed special ids, shared by both kinds."""
 

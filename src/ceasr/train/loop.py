@@ -116,12 +116,14 @@ def train(
 def _setup(cfg, train_rows, dev_rows, out_dir: Path, resume: bool, d, progress: bool) -> Run:
     """Config and tokenizer, datasets, then :func:`build_run`; resume state from the latest checkpoint."""
     from ceasr.models.asr import build_model
+    from ceasr.text.tokenizer import token_languages
 
     check_train_config(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg, tokenizer, latest = prepare_run(cfg, train_rows, out_dir, resume, d)
     _seed_everything(cfg.train.seed)
-    model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
+    model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size,
+                        token_languages=token_languages(tokenizer))
     min_frames = getattr(model.embed, "min_frames", 1)
     show = progress and d.is_main
     train_set, skipped = build_dataset(train_rows, tokenizer, cfg, min_frames, show, keep_waves=cfg.augment.enabled)
@@ -149,12 +151,14 @@ def build_run(
     """
     from ceasr.features import SpecAugment
     from ceasr.models.asr import build_model
+    from ceasr.text.tokenizer import token_languages
 
     check_train_config(cfg)
     tc = cfg.train
     if model is None:
         _seed_everything(tc.seed)
-        model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size)
+        model = build_model(cfg.model, cfg.features.n_mels, tokenizer.vocab_size,
+                            token_languages=token_languages(tokenizer))
     if len(train_set) == 0:
         raise CeasrError("no usable training utterances (every one was unreadable or too short)")
     if latest is None:
