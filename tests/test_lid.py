@@ -62,6 +62,22 @@ def test_loss_adds_the_weighted_binary_cross_entropy_of_the_closed_form():
     assert loss.item() == pytest.approx(base.item() + 0.5 * bce, rel=1e-5)
 
 
+@pytest.mark.parametrize("detach", [True, False])
+def test_a_detached_head_leaves_the_recognizer_s_gradients_alone(detach):
+    with_head, without = model(lid_detach=detach), model(lid_weight=0.0)
+    without.load_state_dict({k: v for k, v in with_head.state_dict().items() if not k.startswith("lid.")})
+    feats, lens = torch.randn(2, 40, N_MELS), torch.tensor([40, 30])
+    ys, ys_lens = torch.tensor([[3, 5], [6, -1]]), torch.tensor([2, 1])
+    for m in (with_head, without):
+        m.train()
+        m(feats, lens, ys, ys_lens)[0].backward()
+    grads = dict(without.named_parameters())
+    same = [torch.allclose(p.grad, grads[name].grad, atol=1e-6) for name, p in with_head.named_parameters()
+            if not name.startswith("lid.")]
+    assert all(same) == detach
+    assert with_head.lid.weight.grad.abs().sum() > 0
+
+
 def test_a_head_needs_token_languages():
     with pytest.raises(ConfigError, match="lid_weight"):
         build_model(CFG, N_MELS, len(LANGS), normalize=GlobalCMVN(N_MELS))

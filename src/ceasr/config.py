@@ -57,6 +57,7 @@ class ModelConfig:
     label_smoothing: float = 0.1
     # Bilingual models: weight of a language-ID head's loss (which languages an utterance speaks); 0: no head.
     lid_weight: float = 0.0
+    lid_detach: bool = True  # the head does not train the encoder (trained jointly it cost Mandarin CER, README)
     # Per-utterance normalization before global CMVN: none | level (subtract the mean log-mel: gain-invariant)
     # | mean (subtract each bin's mean: also removes a fixed channel tilt). See ceasr.features.utterance_offset.
     utterance_norm: str = "none"

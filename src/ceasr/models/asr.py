@@ -48,6 +48,8 @@ class ASRModel(nn.Module):
             (:meth:`language_logits`) say which languages are spoken; trained with binary cross-entropy against
             the languages of the target tokens, weight ``lid_weight``, added to the loss.
         token_languages: each token id's language (``"zh"``, ``"en"`` or ``""``), needed with ``lid``.
+        lid_detach: the head learns from the encoder's output without training the encoder (a probe: the
+            recognizer learns exactly what it would without the head).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class ASRModel(nn.Module):
         lid: nn.Linear | None = None,
         lid_weight: float = 0.0,
         token_languages: tuple[str, ...] = (),
+        lid_detach: bool = True,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -81,7 +84,7 @@ class ASRModel(nn.Module):
         if lid is not None and len(token_languages) != self.vocab_size:
             raise ValueError(f"a language-ID head needs the language of each of the {self.vocab_size} tokens, "
                              f"got {len(token_languages)}")
-        self.lid, self.lid_weight = lid, lid_weight
+        self.lid, self.lid_weight, self.lid_detach = lid, lid_weight, lid_detach
         # token id -> 1 + its index in LANGUAGES, 0 for none; derived from the tokenizer, so not saved
         table = [LANGUAGES.index(lang) + 1 if lang in LANGUAGES else 0 for lang in token_languages]
         self.register_buffer("token_language", torch.tensor(table, dtype=torch.long), persistent=False)
@@ -177,7 +180,7 @@ class ASRModel(nn.Module):
             stats["att_acc"] = _accuracy(logits, ys_out, self.ignore_id)
         loss = hybrid_loss(ctc, att, self.ctc_weight)
         if self.lid is not None and self.lid_weight > 0.0:
-            logits = self.language_logits(enc, enc_lens)
+            logits = self.language_logits(enc.detach() if self.lid_detach else enc, enc_lens)
             lid = F.binary_cross_entropy_with_logits(logits, self.language_targets(ys), reduction="sum") / norm
             loss = loss + self.lid_weight * lid
         stats["loss"] = loss.item()
@@ -253,6 +256,7 @@ def build_model(
         lid=lid,
         lid_weight=cfg.lid_weight,
         token_languages=tuple(token_languages) if lid is not None else (),
+        lid_detach=cfg.lid_detach,
     )
 
 
