@@ -150,8 +150,8 @@ class DecodeConfig:
     lm_oov_penalty: float = -10.0  # word LM: score (times lambda) of a partial word no LM word starts with
     lm_lookahead: bool = False  # word LM: pay a partial word's best-completion unigram score in advance
     # Models with a language-ID head (model.lid_weight > 0): tokens of a language heard with a probability below
-    # this (and not the likeliest) are not decoded. 0: no constraint.
-    lid_threshold: float = 0.5
+    # this (and not the likeliest) are not decoded. 0: no constraint. 0.25: chosen on dev (README).
+    lid_threshold: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -353,8 +353,8 @@ class WhisperDecodeConfig:
     lm_oov_penalty: float = -10.0  # word LM: score (times lambda) of a partial word no LM word starts with
     lm_lookahead: bool = False  # word LM: pay a partial word's best-completion unigram score in advance
     # Models with a language-ID head (model.lid_weight > 0): tokens of a language heard with a probability below
-    # this (and not the likeliest) are not decoded. 0: no constraint.
-    lid_threshold: float = 0.5
+    # this (and not the likeliest) are not decoded. 0: no constraint. 0.25: chosen on dev (README).
+    lid_threshold: float = 0.25
     fusion_candidates: int = 16  # with an LM or hotwords: the acoustic top-N next tokens of a beam they rescore
 
 
