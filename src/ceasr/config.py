@@ -352,9 +352,6 @@ class WhisperDecodeConfig:
     hotword_boost: float = 2.0  # bonus per matched token when a line gives none
     lm_oov_penalty: float = -10.0  # word LM: score (times lambda) of a partial word no LM word starts with
     lm_lookahead: bool = False  # word LM: pay a partial word's best-completion unigram score in advance
-    # Models with a language-ID head (model.lid_weight > 0): tokens of a language heard with a probability below
-    # this (and not the likeliest) are not decoded. 0: no constraint. 0.25: chosen on dev (README).
-    lid_threshold: float = 0.25
     fusion_candidates: int = 16  # with an LM or hotwords: the acoustic top-N next tokens of a beam they rescore
 
 

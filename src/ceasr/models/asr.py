@@ -19,6 +19,7 @@ from ceasr.models.transformer import TransformerDecoder, TransformerEncoder, len
 
 BLANK_ID, UNK_ID, SOS_ID, EOS_ID, IGNORE_ID = 0, 1, 2, 2, -1
 LANGUAGES = ("zh", "en")  # what a language-ID head detects, in the order of its outputs
+NO_FRAME_LOGIT = -1e4  # a language-ID head's logit for every language of an utterance without encoder frames
 
 
 def _conformer(cfg: ModelConfig) -> nn.Module:
@@ -185,9 +186,6 @@ class ASRModel(nn.Module):
             loss = loss + self.lid_weight * lid
         stats["loss"] = loss.item()
         return loss, stats
-
-
-NO_FRAME_LOGIT = -1e4  # what an utterance without encoder frames scores for every language
 
 
 def _accuracy(logits: torch.Tensor, targets: torch.Tensor, ignore_id: int) -> float:
