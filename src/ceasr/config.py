@@ -55,6 +55,10 @@ class ModelConfig:
     dropout: float = 0.1
     ctc_weight: float = 0.3  # loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE
     label_smoothing: float = 0.1
+    # Intermediate CTC (Lee & Watanabe, 2021; ESPnet's interctc_weight): the CTC term becomes
+    # (1 - w) * CTC(last layer) + w * CTC(output of encoder layer interctc_layer), one shared CTC head.
+    interctc_weight: float = 0.0
+    interctc_layer: int = 0  # 1 .. encoder_layers - 1; 0: the middle layer (encoder_layers // 2)
     # Bilingual models: weight of a language-ID head's loss (which languages an utterance speaks); 0: no head.
     lid_weight: float = 0.0
     lid_detach: bool = True  # the head does not train the encoder (trained jointly it cost Mandarin CER, README)

@@ -51,6 +51,8 @@ class ASRModel(nn.Module):
         token_languages: each token id's language (``"zh"``, ``"en"`` or ``""``), needed with ``lid``.
         lid_detach: the head learns from the encoder's output without training the encoder (a probe: the
             recognizer learns exactly what it would without the head).
+        interctc_weight, interctc_layer: intermediate CTC. The CTC term becomes ``(1 - w) * CTC(last block) +
+            w * CTC(block interctc_layer)``, both through the one CTC head; decoding reads the last block only.
     """
 
     def __init__(
@@ -69,6 +71,8 @@ class ASRModel(nn.Module):
         lid_weight: float = 0.0,
         token_languages: tuple[str, ...] = (),
         lid_detach: bool = True,
+        interctc_weight: float = 0.0,
+        interctc_layer: int = 0,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -86,12 +90,20 @@ class ASRModel(nn.Module):
             raise ValueError(f"a language-ID head needs the language of each of the {self.vocab_size} tokens, "
                              f"got {len(token_languages)}")
         self.lid, self.lid_weight, self.lid_detach = lid, lid_weight, lid_detach
+        if not 0.0 <= interctc_weight < 1.0:
+            raise ValueError(f"interctc_weight must be in [0, 1), got {interctc_weight}")
+        if interctc_weight > 0.0 and interctc_layer < 1:
+            raise ValueError(f"interctc_weight {interctc_weight} needs an encoder block to read (interctc_layer >= 1)")
+        self.interctc_weight, self.interctc_layer = interctc_weight, interctc_layer
         # token id -> 1 + its index in LANGUAGES, 0 for none; derived from the tokenizer, so not saved
         table = [LANGUAGES.index(lang) + 1 if lang in LANGUAGES else 0 for lang in token_languages]
         self.register_buffer("token_language", torch.tensor(table, dtype=torch.long), persistent=False)
 
-    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """feats: (B, T, F), feat_lens: (B,) -> enc: (B, T', D) (padding zeroed), enc_lens: (B,).
+    def encode(
+        self, feats: torch.Tensor, feat_lens: torch.Tensor, tap: int = 0
+    ) -> tuple[torch.Tensor, ...]:
+        """feats: (B, T, F), feat_lens: (B,) -> enc: (B, T', D) (padding zeroed), enc_lens: (B,); with ``tap`` = k
+        > 0 also the output of encoder block k (B, T', D).
 
         T' = subsampled_lengths(T, factor) (4x: ((T - 1) // 2 - 1) // 2). Utterances shorter than the front end's
         ``min_frames`` (7 for 4x) get 0 encoder frames; a batch whose
@@ -103,7 +115,7 @@ class ASRModel(nn.Module):
                 f"input of {feats.size(1)} frames is shorter than the {min_frames} frames the model needs"
             )
         x, x_lens = self.embed(self.normalize(feats, feat_lens), feat_lens)
-        return self.encoder(x, x_lens)
+        return self.encoder(x, x_lens, tap) if tap else self.encoder(x, x_lens)
 
     def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
         """enc: (B, T', D) -> CTC log-probabilities (B, T', V)."""
@@ -162,14 +174,23 @@ class ASRModel(nn.Module):
                 per utterance, not per token. With a language-ID head, plus ``lid_weight`` times its binary
                 cross-entropy summed over utterances and languages, divided by ``norm``.
             stats: floats ``loss``, ``ctc``, ``att`` (each divided by ``norm``; 0.0 for a term the weight
-                switches off) and ``att_acc``, the attention's greedy token accuracy (0.0 when off).
+                switches off) and ``att_acc``, the attention's greedy token accuracy (0.0 when off); with
+                intermediate CTC also ``interctc``, its CTC loss (``ctc`` is then the mixed term).
         """
         norm = float(feats.size(0)) if norm is None else float(norm)
-        enc, enc_lens = self.encode(feats, feat_lens)
+        inter = self.interctc_weight > 0.0 and self.ctc_weight > 0.0
+        if inter:
+            enc, enc_lens, tapped = self.encode(feats, feat_lens, tap=self.interctc_layer)
+        else:
+            enc, enc_lens = self.encode(feats, feat_lens)
         stats = {"ctc": 0.0, "att": 0.0, "att_acc": 0.0}
         ctc = att = None
         if self.ctc_weight > 0.0:
             ctc = ctc_loss(self.ctc_log_probs(enc), enc_lens, ys, ys_lens, blank=self.blank_id) / norm
+            if inter:
+                ictc = ctc_loss(self.ctc_log_probs(tapped), enc_lens, ys, ys_lens, blank=self.blank_id) / norm
+                stats["interctc"] = ictc.item()
+                ctc = (1.0 - self.interctc_weight) * ctc + self.interctc_weight * ictc
             stats["ctc"] = ctc.item()
         if self.ctc_weight < 1.0:
             ys_in, ys_out = self.decoder_io(ys, ys_lens)
@@ -213,6 +234,13 @@ def _check(cfg: ModelConfig, vocab_size: int) -> None:
         raise ConfigError(f"model.label_smoothing: must be in [0, 1), got {cfg.label_smoothing}")
     if cfg.subsampling not in FACTORS:
         raise ConfigError(f"model.subsampling: must be one of {FACTORS}, got {cfg.subsampling}")
+    if not 0.0 <= cfg.interctc_weight < 1.0:
+        raise ConfigError(f"model.interctc_weight: must be in [0, 1), got {cfg.interctc_weight}")
+    if cfg.interctc_weight > 0.0 and not 0 <= cfg.interctc_layer < cfg.encoder_layers:
+        raise ConfigError(f"model.interctc_layer: must be 1 .. {cfg.encoder_layers - 1} (0: the middle), "
+                          f"got {cfg.interctc_layer}")
+    if cfg.interctc_weight > 0.0 and cfg.encoder_layers < 2:
+        raise ConfigError("model.interctc_weight: intermediate CTC needs at least 2 encoder layers")
     if cfg.lid_weight < 0.0:
         raise ConfigError(f"model.lid_weight: must be at least 0, got {cfg.lid_weight}")
     if vocab_size < 3:
@@ -255,6 +283,8 @@ def build_model(
         lid_weight=cfg.lid_weight,
         token_languages=tuple(token_languages) if lid is not None else (),
         lid_detach=cfg.lid_detach,
+        interctc_weight=cfg.interctc_weight,
+        interctc_layer=(cfg.interctc_layer or cfg.encoder_layers // 2) if cfg.interctc_weight > 0.0 else 0,
     )
 
 
@@ -292,7 +322,7 @@ def count_flops(
     flops += 2 * B * t2 * c * f2 * d  # the Linear to d_model
     flops += cfg.encoder_layers * _encoder_layer_flops(cfg, B, t2)
     if cfg.ctc_weight > 0.0:
-        flops += 2 * B * t2 * d * v
+        flops += 2 * B * t2 * d * v * (2 if cfg.interctc_weight > 0.0 else 1)  # the head on one or two layers
     if cfg.ctc_weight < 1.0 and cfg.decoder_layers > 0:
         n = L + 1
         per_layer = _attention_flops(B, n, n, d) + _attention_flops(B, n, t2, d)

@@ -93,11 +93,22 @@ class ConformerEncoder(nn.Module):
             ConformerLayer(d_model, n_heads, ff_dim, conv_kernel, dropout) for _ in range(layers)
         )
 
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, T, D), x_lens: (B,) -> (B, T, D) with padded frames zeroed, and the same lengths."""
+    def forward(
+        self, x: torch.Tensor, x_lens: torch.Tensor, tap: int = 0
+    ) -> tuple[torch.Tensor, ...]:
+        """x: (B, T, D), x_lens: (B,) -> (B, T, D) with padded frames zeroed, and the same lengths.
+
+        With ``tap`` = k > 0 a third tensor follows: the output of block k (B, T, D), padding zeroed (each block
+        ends in a LayerNorm, so it is on the last block's scale; intermediate CTC reads it).
+        """
         mask = lengths_to_mask(x_lens, x.size(1))  # (B, T)
         rope = rotary_tables(x.size(1), self.head_dim, x.device)  # shared by all layers
         x = self.drop(x)
-        for layer in self.layers:
+        tapped = None
+        for i, layer in enumerate(self.layers, start=1):
             x = layer(x, mask, rope)
+            if i == tap:
+                tapped = x * mask.unsqueeze(-1)
+        if tap:
+            return x * mask.unsqueeze(-1), x_lens, tapped
         return x * mask.unsqueeze(-1), x_lens

@@ -172,12 +172,23 @@ class TransformerEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model)
 
-    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (B, T, D), x_lens: (B,) -> (B, T, D) with padded frames zeroed, and the same lengths."""
+    def forward(
+        self, x: torch.Tensor, x_lens: torch.Tensor, tap: int = 0
+    ) -> tuple[torch.Tensor, ...]:
+        """x: (B, T, D), x_lens: (B,) -> (B, T, D) with padded frames zeroed, and the same lengths.
+
+        With ``tap`` = k > 0 a third tensor follows: the output of block k through the final LayerNorm (as
+        ESPnet normalizes intermediate CTC's input in pre-LN encoders), padding zeroed.
+        """
         mask = lengths_to_mask(x_lens, x.size(1))  # (B, T)
         x = self.drop(x * self.scale + sinusoidal_encoding(x.size(1), x.size(2), x.device))
-        for layer in self.layers:
+        tapped = None
+        for i, layer in enumerate(self.layers, start=1):
             x = layer(x, mask)
+            if i == tap:
+                tapped = self.norm(x) * mask.unsqueeze(-1)
+        if tap:
+            return self.norm(x) * mask.unsqueeze(-1), x_lens, tapped
         return self.norm(x) * mask.unsqueeze(-1), x_lens
 
 
