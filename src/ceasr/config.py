@@ -137,9 +137,6 @@ class FeatAugmentConfig:
     bandlimit_prob: float = 0.0
     bandlimit_hz: tuple[float, float] = (3400.0, 7000.0)  # cut-off frequency
     bandlimit_stop_db: tuple[float, float] = (40.0, 70.0)  # attenuation above it
-    # Only utterances whose transcript has words of these languages (comma list of zh, en) are band-limited;
-    # "": any utterance. For corpora whose narrowband voices speak one language only.
-    bandlimit_langs: str = ""
 
 
 @dataclass(frozen=True)

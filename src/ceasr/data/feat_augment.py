@@ -48,7 +48,6 @@ from ceasr.config import FeatAugmentConfig, FeatureConfig
 from ceasr.data.augment import NOISE_COLORS, colored_noise, split_kinds
 from ceasr.errors import ConfigError
 from ceasr.features import _EPS, Fbank, fft_size, kaldi_mel_banks, mel_scale
-from ceasr.text.script import EN, ZH, unit_language, units
 
 LOG_FLOOR = math.log(_EPS)
 NOISE_SECONDS = 10.0  # of each colour in the bank; items longer than that loop it
@@ -134,10 +133,6 @@ class FeatAugment:
         for name in ("warp", "rt60"):
             if getattr(cfg, name)[0] <= 0:
                 raise ConfigError(f"feat_augment.{name}: must be > 0, got {getattr(cfg, name)[0]}")
-        self.bandlimit_langs = set(split_kinds(cfg.bandlimit_langs))
-        if self.bandlimit_langs - {ZH, EN}:
-            unknown = ", ".join(sorted(self.bandlimit_langs - {ZH, EN}))
-            raise ConfigError(f"feat_augment.bandlimit_langs: unknown {unknown}; known: {ZH}, {EN}")
         self.cfg, self.kinds, self.features = cfg, kinds, features
         self.snr_weights = deemphasis_weights(features)
         self.centers = mel_centers(features)
@@ -152,14 +147,8 @@ class FeatAugment:
             with torch.no_grad():
                 self.noise[color] = fbank(wave, torch.tensor([n]))[0][0]
 
-    def __call__(
-        self, x: Tensor, lens: Tensor, generator: torch.Generator | None = None, texts: list[str] | None = None
-    ) -> Tensor:
-        """``x`` (B, T, F) raw log-mel, ``lens`` (B,) -> augmented copy; frames at or past ``lens`` stay 0.
-
-        ``texts``, the transcripts, are needed with ``bandlimit_langs``: an utterance without a word of those
-        languages is never band-limited (its random draws are made all the same, so the others' are unchanged).
-        """
+    def __call__(self, x: Tensor, lens: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``x`` (B, T, F) raw log-mel, ``lens`` (B,) -> augmented copy; frames at or past ``lens`` stay 0."""
         cfg = self.cfg
         B, T, _ = x.shape
         lens = lens.detach().to("cpu", torch.int64)
@@ -173,7 +162,7 @@ class FeatAugment:
             if u[b, 0] < cfg.warp_prob:
                 alpha = _between(cfg.warp, u[b, 1])
                 item = item @ warp_matrix(self.centers, alpha, self.top).to(item)
-            if u[b, 10] < cfg.bandlimit_prob and self._may_bandlimit(texts, b):
+            if u[b, 10] < cfg.bandlimit_prob:
                 passed = passband_fraction(self.features, _between(cfg.bandlimit_hz, u[b, 11]))
                 item = band_limit(item, passed, _between(cfg.bandlimit_stop_db, u[b, 12]))
             if u[b, 7] < cfg.reverb_prob:
@@ -187,13 +176,6 @@ class FeatAugment:
                 item = apply_gain(item, _between(cfg.gain_db, u[b, 6]))
             out[b, :n] = item
         return out
-
-    def _may_bandlimit(self, texts: list[str] | None, b: int) -> bool:
-        if not self.bandlimit_langs:
-            return True
-        if texts is None:
-            raise ValueError("feat_augment.bandlimit_langs needs the batch's transcripts")
-        return any(unit_language(u) in self.bandlimit_langs for u in units(texts[b]))
 
     def _noise(self, kind: str, x: Tensor, lens: Tensor, b: int, n: int, generator) -> Tensor | None:
         """(n, F) log-mel noise for item ``b``: a random stretch of the colour's bank, or babble of 1-3 other

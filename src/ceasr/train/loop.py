@@ -292,7 +292,7 @@ def _forward(run: Run, batch: Batch, step: int, index: int, norm: float):
     feats = batch.feats
     generator = torch.Generator().manual_seed(_seed_of(run.cfg.train.seed, step, run.d.rank, index + 1))
     if run.feat_aug is not None:
-        feats = run.feat_aug(feats, batch.feat_lens, generator=generator, texts=batch.texts)
+        feats = run.feat_aug(feats, batch.feat_lens, generator=generator)
     if run.spec is not None:
         # Masked cells become the value the model's normalization maps to 0 (SpecAugment's intent);
         # padding stays exactly 0 since (0 - m) + m == 0.
