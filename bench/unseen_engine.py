@@ -1,7 +1,7 @@
 """Voices the model never heard, from an engine it never heard.
 
 Synthesizes the default corpus with every voice of one TTS engine moved to the test split
-(``--holdout-engine``), trains the demo config on the rest, and scores the test split twice: the held-out
+(``--holdout-engine``; reused when ``OUT/data`` already holds that corpus), trains the demo config on the rest, and scores the test split twice: the held-out
 voices of the engines seen in training, and the voices of the engine never seen. The last line is the
 unseen engine's WER.
 
@@ -21,8 +21,7 @@ from common import format_table, header, load_average, pin_threads, write_json
 from ceasr.api import load_model
 from ceasr.config import load_config
 from ceasr.data.manifest import read_manifest
-from ceasr.data.synth import synthesize
-from ceasr.demo import demo_config_path
+from ceasr.demo import demo_config_path, ensure_corpus
 from ceasr.evaluate import evaluate_rows
 from ceasr.train.loop import train
 
@@ -38,9 +37,8 @@ def main() -> None:
     args = parser.parse_args()
     pin_threads(args.threads)
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
-
-    print(synthesize(out / "data", hours=args.hours, seed=args.seed, holdout_engine=args.holdout))
+    shutil.rmtree(out / "exp", ignore_errors=True)
+    ensure_corpus(out / "data", args.hours, args.seed, holdout_engine=args.holdout)  # reused when already there
     cfg = load_config(demo_config_path(), args.overrides)
     train_rows, _ = read_manifest(out / "data/train.jsonl")
     dev_rows, _ = read_manifest(out / "data/dev.jsonl")

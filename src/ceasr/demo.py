@@ -23,17 +23,21 @@ def demo_config_path(lang: str = "en") -> Path:
     return Path(str(resources.files("ceasr") / "configs" / DEMOS[lang][0]))
 
 
-def _corpus(data_dir: Path, hours: float, seed: int, lang: str = "en") -> None:
-    """Synthesize the corpus unless the same one (hours, seed, language) is already there."""
+def ensure_corpus(
+    data_dir: Path, hours: float, seed: int, lang: str = "en", holdout_engine: str | None = None
+) -> None:
+    """Synthesize the corpus unless the same one (hours, seed, language, held-out engine) is already there, as
+    its ``synth.json`` stamp says (synthesis is deterministic for these, so the files are the same)."""
     from ceasr.data.synth import synthesize
 
     stamp = data_dir / "synth.json"
-    wanted = {"hours": hours, "seed": seed} | ({"lang": lang} if lang != "en" else {})
+    wanted = ({"hours": hours, "seed": seed} | ({"lang": lang} if lang != "en" else {})
+              | ({"holdout_engine": holdout_engine} if holdout_engine else {}))
     if stamp.exists() and json.loads(stamp.read_text()) == wanted and (data_dir / "test.jsonl").exists():
         print(f"corpus: reusing {data_dir}")
         return
     shutil.rmtree(data_dir, ignore_errors=True)
-    print(synthesize(data_dir, hours=hours, seed=seed, lang=lang))
+    print(synthesize(data_dir, hours=hours, seed=seed, lang=lang, holdout_engine=holdout_engine))
     stamp.write_text(json.dumps(wanted))
 
 
@@ -52,7 +56,7 @@ def run_demo(out: str | Path | None = None, hours: float | None = None, seed: in
     out = Path(out or DEMOS[lang][1])
     cfg = load_config(demo_config_path(lang), list(overrides))
     data = out / "data"
-    _corpus(data, hours or DEMOS[lang][2], seed, lang)
+    ensure_corpus(data, hours or DEMOS[lang][2], seed, lang)
     for stale in ("checkpoints", "tensorboard", "model"):
         shutil.rmtree(out / stale, ignore_errors=True)
     result = train(cfg, load_rows(data / "train.jsonl"), load_rows(data / "dev.jsonl"), out)
