@@ -1,9 +1,9 @@
 """Voices the model never heard, from an engine it never heard.
 
 Synthesizes the default corpus with every voice of one TTS engine moved to the test split
-(``--holdout-engine``; reused when ``OUT/data`` already holds that corpus), trains the demo config on the rest, and scores the test split twice: the held-out
-voices of the engines seen in training, and the voices of the engine never seen. The last line is the
-unseen engine's WER.
+(``--holdout-engine``; reused when ``OUT/data`` already holds that corpus), trains the demo config on the
+rest, and scores the test split twice: the held-out voices of the engines seen in training, and the voices
+of the engine never seen. The last line is the unseen engine's WER.
 
     python bench/unseen_engine.py [--holdout flite] [--hours 1.0] [--out runs/bench-unseen]
 """
