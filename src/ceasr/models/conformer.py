@@ -109,6 +109,5 @@ class ConformerEncoder(nn.Module):
             x = layer(x, mask, rope)
             if i == tap:
                 tapped = x * mask.unsqueeze(-1)
-        if tap:
-            return x * mask.unsqueeze(-1), x_lens, tapped
-        return x * mask.unsqueeze(-1), x_lens
+        out = x * mask.unsqueeze(-1)
+        return (out, x_lens, tapped) if tap else (out, x_lens)

@@ -187,9 +187,8 @@ class TransformerEncoder(nn.Module):
             x = layer(x, mask)
             if i == tap:
                 tapped = self.norm(x) * mask.unsqueeze(-1)
-        if tap:
-            return self.norm(x) * mask.unsqueeze(-1), x_lens, tapped
-        return self.norm(x) * mask.unsqueeze(-1), x_lens
+        out = self.norm(x) * mask.unsqueeze(-1)
+        return (out, x_lens, tapped) if tap else (out, x_lens)
 
 
 class TransformerDecoderLayer(nn.Module):
