@@ -40,7 +40,7 @@ from ceasr.data.sampler import DurationBucketSampler  # noqa: E402
 from ceasr.errors import CeasrError  # noqa: E402
 from ceasr.features import Fbank  # noqa: E402
 from ceasr.models.asr import build_model, count_flops  # noqa: E402
-from ceasr.train.optim import build_optimizer, build_scheduler  # noqa: E402
+from ceasr.train.optim import autocast, build_optimizer, build_scheduler  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "src/ceasr/configs/demo.yaml"
 
@@ -104,7 +104,8 @@ def trainer(cfg, vocab: int):
     clip = cfg.train.grad_clip if cfg.train.grad_clip > 0 else math.inf
 
     def step(batch: Batch) -> None:
-        loss, _ = model(batch.feats, batch.feat_lens, batch.ys, batch.ys_lens)
+        with autocast(cfg.train.precision):
+            loss, _ = model(batch.feats, batch.feat_lens, batch.ys, batch.ys_lens)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()

@@ -91,6 +91,7 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 10
     spec_augment: bool = True
+    precision: str = "fp32"  # fp32 | bf16: autocast matmuls and convolutions to bfloat16 (weights stay fp32)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ceasr.models.transformer import FeedForward, MultiHeadAttention, lengths_to_mask, rotary_tables
+from ceasr.models.transformer import (
+    FeedForward, MultiHeadAttention, fp32_under_cpu_autocast, lengths_to_mask, rotary_tables,
+)
 
 
 class ConvModule(nn.Module):
@@ -41,7 +43,7 @@ class ConvModule(nn.Module):
         """x: (B, T, D), mask: (B, T) True at valid frames -> (B, T, D)."""
         h = self.glu(self.pointwise_in(self.norm_in(x)))  # (B, T, D)
         h = h * mask.unsqueeze(-1)  # padded frames must not reach real frames through the kernel
-        h = self.depthwise(h.transpose(1, 2).unsqueeze(2)).squeeze(2).transpose(1, 2)  # (B, D, 1, T) inside
+        h = fp32_under_cpu_autocast(self.depthwise, h.transpose(1, 2).unsqueeze(2)).squeeze(2).transpose(1, 2)
         h = self.pointwise_out(self.act(self.norm_mid(h)))
         return self.drop(h)
 

@@ -34,7 +34,7 @@ from ceasr.errors import CeasrError
 from ceasr.train import checkpoint as ckpt
 from ceasr.train import distributed
 from ceasr.train.monitor import Monitor
-from ceasr.train.optim import build_optimizer, build_scheduler
+from ceasr.train.optim import autocast, build_optimizer, build_scheduler
 from ceasr.train.prepare import build_dataset, check_train_config, fill_cmvn, prepare_run
 from ceasr.train.saving import Progress, export, path_of, resume, save
 from ceasr.train.validate import evaluate_dev
@@ -298,7 +298,8 @@ def _forward(run: Run, batch: Batch, step: int, index: int, norm: float):
         # padding stays exactly 0 since (0 - m) + m == 0.
         shift = run.model.normalize.shift(feats, batch.feat_lens)
         feats = run.spec(feats - shift, batch.feat_lens, generator=generator) + shift
-    return run.net(feats, batch.feat_lens, batch.ys, batch.ys_lens, norm=norm)
+    with autocast(run.cfg.train.precision, run.d.device):
+        return run.net(feats, batch.feat_lens, batch.ys, batch.ys_lens, norm=norm)
 
 
 def _seed_of(*key: int) -> int:

@@ -7,6 +7,7 @@ function of the 1-based optimizer step ``s`` (the step about to be taken), wrapp
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 
@@ -115,6 +116,21 @@ def build_scheduler(
     warmup = cfg.warmup_steps
     # LambdaLR passes the number of scheduler.step() calls so far: 0 before the first optimizer step.
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: factor(done + 1, warmup, total))
+
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def autocast(precision: str, device: torch.device | str = "cpu"):
+    """The context a training forward pass runs in for ``train.precision``.
+
+    ``bf16``: torch's autocast runs matmuls and convolutions in bfloat16 (2.2-2.5x fp32's rate on a CPU with
+    AVX512-BF16 or AMX, and on recent GPUs) while the weights, their gradients, the optimizer state and the
+    losses (:mod:`ceasr.losses` upcasts) stay fp32; ``fp32``: a no-op.
+    """
+    dtype = _lookup(PRECISIONS, precision, "train.precision")
+    device_type = torch.device(device).type
+    return torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def _lookup(registry: dict, name: str, field: str):

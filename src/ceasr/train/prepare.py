@@ -21,7 +21,7 @@ from ceasr.data.manifest import Utterance
 from ceasr.errors import CeasrError, ConfigError
 from ceasr.train.checkpoint import latest_checkpoint, list_checkpoints
 from ceasr.train.distributed import Dist, barrier
-from ceasr.train.optim import OPTIMIZERS, SCHEDULERS
+from ceasr.train.optim import OPTIMIZERS, PRECISIONS, SCHEDULERS
 
 CONFIG, TOKENIZER = "config.json", "tokenizer"
 
@@ -118,7 +118,8 @@ def fill_cmvn(model: torch.nn.Module, feats: list[torch.Tensor]) -> None:
 def check_train_config(cfg: ExperimentConfig) -> None:
     """Reject train settings that would only fail after the (slow) data preparation."""
     tc = cfg.train
-    for field, name, known in (("optimizer", tc.optimizer, OPTIMIZERS), ("scheduler", tc.scheduler, SCHEDULERS)):
+    for field, name, known in (("optimizer", tc.optimizer, OPTIMIZERS), ("scheduler", tc.scheduler, SCHEDULERS),
+                               ("precision", tc.precision, PRECISIONS)):
         if name not in known:
             raise ConfigError(f"train.{field}: unknown {name!r}; known: {', '.join(known)}")
     if tc.best_by not in ("dev_loss", "wer"):
