@@ -13,7 +13,7 @@ from test_models import batch, tiny
 from ceasr.config import TrainConfig
 from ceasr.errors import ConfigError
 from ceasr.models.transformer import fp32_under_cpu_autocast
-from ceasr.train.optim import autocast
+from ceasr.train.optim import autocast, resolve_precision
 from ceasr.train.prepare import check_train_config
 
 
@@ -23,8 +23,19 @@ def test_autocast_context_by_name():
         assert (a @ b).dtype == torch.bfloat16
     with autocast("fp32"):
         assert (a @ b).dtype == torch.float32
-    with pytest.raises(ConfigError, match=r"train.precision: unknown 'fp16'; known: fp32, bf16"):
+    with pytest.raises(ConfigError, match=r"train.precision: unknown 'fp16'; known: fp32, bf16, auto"):
         autocast("fp16")
+
+
+def test_auto_is_bf16_exactly_where_the_cpu_has_it(monkeypatch):
+    for caps, want in (({"avx512_bf16": True}, "bf16"), ({"amx_bf16": True, "avx512_bf16": False}, "bf16"),
+                       ({"avx512_bf16": False, "avx2": True}, "fp32"), ({}, "fp32")):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda caps=caps: caps)
+        assert resolve_precision("auto") == want
+        a = torch.randn(2, 2)
+        with autocast("auto"):
+            assert (a @ a).dtype == (torch.bfloat16 if want == "bf16" else torch.float32)
+        assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
 
 
 def test_training_config_rejects_an_unknown_precision():

@@ -91,7 +91,8 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 10
     spec_augment: bool = True
-    precision: str = "fp32"  # fp32 | bf16: autocast matmuls and convolutions to bfloat16 (weights stay fp32)
+    precision: str = "fp32"  # fp32 | bf16 (autocast matmuls and convolutions; weights stay fp32) | auto: bf16
+    # where the hardware has it natively (AVX512-BF16/AMX CPUs, recent GPUs), else fp32
 
 
 @dataclass(frozen=True)

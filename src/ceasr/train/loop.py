@@ -34,7 +34,7 @@ from ceasr.errors import CeasrError
 from ceasr.train import checkpoint as ckpt
 from ceasr.train import distributed
 from ceasr.train.monitor import Monitor
-from ceasr.train.optim import autocast, build_optimizer, build_scheduler
+from ceasr.train.optim import autocast, build_optimizer, build_scheduler, resolve_precision
 from ceasr.train.prepare import build_dataset, check_train_config, fill_cmvn, prepare_run
 from ceasr.train.saving import Progress, export, path_of, resume, save
 from ceasr.train.validate import evaluate_dev
@@ -98,6 +98,8 @@ def train(
     try:
         run = _setup(cfg, train_rows, dev_rows, Path(out_dir), resume, d, progress)
         monitor = Monitor(run.out_dir, d.is_main, progress, run.total_steps, run.state.step)
+        if cfg.train.precision == "auto":
+            monitor.note(f"train.precision=auto: {resolve_precision('auto', d.device)} on this {d.device.type}")
         try:
             _fit(run, monitor)
         finally:

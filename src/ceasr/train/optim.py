@@ -118,7 +118,27 @@ def build_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: factor(done + 1, warmup, total))
 
 
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "auto": None}
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CPU with AVX512-BF16 or AMX-BF16, a CUDA GPU that
+    supports it. Elsewhere bf16 is emulated and slower than fp32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        caps = torch.cpu.get_capabilities()
+        return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``train.precision`` as run on ``device``: ``auto`` is bf16 where it is native, else fp32."""
+    _lookup(PRECISIONS, precision, "train.precision")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
 
 
 def autocast(precision: str, device: torch.device | str = "cpu"):
@@ -126,9 +146,9 @@ def autocast(precision: str, device: torch.device | str = "cpu"):
 
     ``bf16``: torch's autocast runs matmuls and convolutions in bfloat16 (2.2-2.5x fp32's rate on a CPU with
     AVX512-BF16 or AMX, and on recent GPUs) while the weights, their gradients, the optimizer state and the
-    losses (:mod:`ceasr.losses` upcasts) stay fp32; ``fp32``: a no-op.
+    losses (:mod:`ceasr.losses` upcasts) stay fp32; ``fp32``: a no-op; ``auto``: bf16 where it is native.
     """
-    dtype = _lookup(PRECISIONS, precision, "train.precision")
+    dtype = PRECISIONS[resolve_precision(precision, device)]
     device_type = torch.device(device).type
     return torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
