@@ -96,3 +96,20 @@ def test_bf16_trains_a_tiny_model_as_fp32_does():
             opt.step()
             first = first if first is not None else stats["loss"]
         assert stats["loss"] < 0.1 * first and stats["att_acc"] > 0.9, (precision, first, stats)
+
+
+def test_depthwise_convolution_sees_fp32_under_autocast():
+    """The Conformer's depthwise convolution runs in fp32 (oneDNN's bf16 kernel can take minutes to generate);
+    the pointwise layers around it run in bf16."""
+    model = tiny("conformer", dropout=0.0)
+    seen = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Conv2d) and module.groups > 1 or name.endswith("pointwise_in"):
+            module.register_forward_hook(lambda m, args, out, name=name: seen.update({name: out.dtype}) and None)
+    feats, feat_lens, ys, ys_lens = batch()
+    with autocast("bf16"):
+        model(feats, feat_lens, ys, ys_lens)
+    depthwise = {n: d for n, d in seen.items() if n.endswith("depthwise")}
+    pointwise = {n: d for n, d in seen.items() if n.endswith("pointwise_in")}
+    assert depthwise and set(depthwise.values()) == {torch.float32}
+    assert pointwise and set(pointwise.values()) == {torch.bfloat16}
