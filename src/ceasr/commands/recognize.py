@@ -50,10 +50,11 @@ class CommandResult:
     accepted: bool
     confidence: float
     score: float  # joint log score of the best allowed phrase (what chose it)
-    ctc_score: float  # its CTC log-likelihood
-    free_score: float  # the best CTC log-likelihood of it, the greedy and the empty transcript
-    free_text: str  # the CTC greedy transcript
-    frames: int  # encoder frames where speech is likely (blank probability below 1/2)
+    ctc_score: float  # its CTC log-likelihood (a Whisper model: its decoder log-probability)
+    free_score: float  # the best CTC log-likelihood of it, the greedy and the empty transcript (Whisper: of
+    # it and the greedy transcript)
+    free_text: str  # the (CTC) greedy transcript
+    frames: int  # encoder frames where speech is likely, blank probability below 1/2 (Whisper: tokens + 1)
 
     @property
     def text(self) -> str | None:
@@ -172,17 +173,21 @@ class CommandRecognizer:
 
 def load_command_recognizer(model_dir, commands: str = "default", threshold: float | None = None,
                             jit: bool = False, int8: bool = False, **fields) -> CommandRecognizer:
-    """A model directory and a command set (a built-in name or a file) as a :class:`CommandRecognizer`;
+    """A model directory and a command set (a built-in name or a file) as a :class:`CommandRecognizer` (a
+    converted Whisper model: a :class:`~ceasr.commands.whisper.WhisperCommandRecognizer`);
     ``threshold`` and other ``fields`` override :class:`~ceasr.config.CommandConfig` defaults; ``jit``
     traces the encoder (:meth:`ceasr.api.Recognizer.traced`), ``int8`` runs its Linear layers in int8
     (:meth:`ceasr.api.Recognizer.int8`)."""
     from ceasr.api import load_model
     from ceasr.commands.grammar import load_command_set
+    from ceasr.commands.whisper import WhisperCommandRecognizer
+    from ceasr.whisper.recognizer import WhisperRecognizer
 
     if threshold is not None:
         fields["threshold"] = threshold
-    return CommandRecognizer(load_model(model_dir, jit=jit, int8=int8), load_command_set(commands),
-                             CommandConfig(**fields))
+    recognizer = load_model(model_dir, jit=jit, int8=int8)
+    kind = WhisperCommandRecognizer if isinstance(recognizer, WhisperRecognizer) else CommandRecognizer
+    return kind(recognizer, load_command_set(commands), CommandConfig(**fields))
 
 
 def recognize_files(crec: CommandRecognizer, files: list[str], fmt: str = "text", out=None) -> int:

@@ -1,0 +1,172 @@
+"""Grammar-constrained recognition with a converted Whisper model (``ceasr convert whisper``).
+
+Whisper has no CTC head, so its decoder alone judges. For one utterance (its first 30 s window; a command
+is a few seconds):
+
+* the free transcript ``F``: greedy decoding from ``sot [en] transcribe no_timestamps``, with its total
+  log-probability (end token included), as ``ceasr transcribe`` decodes;
+* every allowed phrase ``p``: ``log P(p)`` = log of the summed probabilities of the ways Whisper writes it,
+  each teacher-forced after the same prompt with the same masks as greedy decoding, end token included: the
+  words with a capital and a full stop (" Turn on the lights."), the same with number words as digits
+  (" Set a timer for 5 minutes."), and the free transcript itself when it normalizes to ``p``;
+* the best phrase is the one with the highest ``log P(p)``, and ``confidence = exp(min(0, a(p) - a(F)))``,
+  with ``a`` the mean log-probability per token (end token included) of the phrase's likeliest written form
+  and of the free transcript: how much less likely, token for token, the phrase is than what the model would
+  rather write. A transcript that is a phrase of the set gives 1 for it; a near miss ("open a window" for "open the
+  window") loses its differing tokens. (Totals instead of means would favour short phrases: "No." outscores a
+  long sentence the model is unsure of.)
+
+The written forms of all phrases share prefixes; they are scored level by level over their prefix trie with
+the decoder's key/value cache, so every distinct prefix runs through the decoder once (the 61 phrases of the
+default set in two forms are ~300 decoder positions, not ~1800). The encoder's 30 s window is the cost:
+this recognizer is for accuracy, ceasr's own CTC models for speed (README: the commands benchmark).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ceasr.audio import level_spread_db
+from ceasr.audio import load as load_audio
+from ceasr.commands.grammar import CommandSet
+from ceasr.commands.recognize import CommandResult, check_config
+from ceasr.config import CommandConfig
+from ceasr.text.normalize import cardinal, normalize
+from ceasr.whisper.audio import windows
+from ceasr.whisper.decoding import _Masks, greedy
+
+# Number words Whisper usually writes as digits ("ten" -> "10"): the one-word cardinals.
+_DIGITS = {cardinal(n): str(n) for n in range(0, 101) if " " not in cardinal(n)}
+
+
+def written_forms(text: str) -> list[str]:
+    """How Whisper would write the normalized phrase ``text`` as a whole short utterance: capitalized with
+    a full stop, and (when different) with its one-word numbers as digits."""
+    forms = []
+    for words in (text.split(), [_DIGITS.get(w, w) for w in text.split()]):
+        s = " ".join(words)
+        form = " " + s[:1].upper() + s[1:] + "."
+        if form not in forms:
+            forms.append(form)
+    return forms
+
+
+@torch.inference_mode()
+def score_sequences(model, enc: torch.Tensor, prompt: list[int], seqs: list[tuple[int, ...]], masks: _Masks,
+                    eot: int) -> list[tuple[float, int]]:
+    """``(log P(seq + eot | prompt, audio), len(seq) + 1)`` for each token sequence, the decoder run once per
+    distinct prefix. ``enc`` (1, T, D) is one utterance's encoder output."""
+    device = enc.device
+    logits, cache = model.decoder(torch.tensor([prompt], device=device), enc)
+    level = F.log_softmax(logits[:, -1] + masks.begin, dim=-1)  # (rows, V): next token after each prefix
+    rows, acc = {(): 0}, {(): 0.0}  # prefix -> its row in ``level``, its log-probability so far
+    scores: list[tuple[float, int]] = [(-math.inf, 0)] * len(seqs)
+    depth = 0
+    while True:
+        for i, s in enumerate(seqs):
+            if len(s) == depth:
+                scores[i] = (acc[s] + float(level[rows[s], eot]), depth + 1)
+        nxt = sorted({s[: depth + 1] for s in seqs if len(s) > depth})
+        if not nxt:
+            return scores
+        parents = [rows[p[:-1]] for p in nxt]
+        acc = {p: acc[p[:-1]] + float(level[r, p[-1]]) for p, r in zip(nxt, parents)}
+        cache = cache.select(torch.tensor(parents, device=device))
+        logits, cache = model.decoder(torch.tensor([[p[-1]] for p in nxt], device=device), cache=cache)
+        level = F.log_softmax(logits[:, -1] + masks.always, dim=-1)
+        rows = {p: i for i, p in enumerate(nxt)}
+        depth += 1
+
+
+class WhisperCommandRecognizer:
+    """A :class:`~ceasr.whisper.recognizer.WhisperRecognizer` restricted to a :class:`CommandSet`, with
+    rejection; the same surface as :class:`~ceasr.commands.recognize.CommandRecognizer`."""
+
+    def __init__(self, recognizer, commands: CommandSet, cfg: CommandConfig = CommandConfig()):
+        check_config(cfg)
+        self.recognizer, self.commands, self.cfg = recognizer, commands, cfg
+        self.model, tok = recognizer.model, recognizer.tokenizer
+        self.prompt = tok.prompt(recognizer.cfg.decode.language or "en", "transcribe")
+        self.masks = _Masks(tok, self.model.cfg.n_vocab, recognizer.device, recognizer.cfg.decode.suppress_blank)
+        # Each phrase's written forms as token sequences, and which phrase each form belongs to.
+        self.forms: list[tuple[int, ...]] = []
+        self.owner: list[int] = []
+        for i, c in enumerate(commands.commands):
+            for form in written_forms(c.text):
+                self.forms.append(tuple(tok.encode(form)))
+                self.owner.append(i)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.recognizer.sample_rate
+
+    def with_threshold(self, threshold: float) -> "WhisperCommandRecognizer":
+        cfg = dataclasses.replace(self.cfg, threshold=threshold)
+        check_config(cfg)
+        clone = copy.copy(self)  # shares the model and the phrase forms
+        clone.cfg = cfg
+        return clone
+
+    def recognize(self, audio: str | Path | np.ndarray) -> CommandResult:
+        if not isinstance(audio, np.ndarray):
+            audio = load_audio(audio, sample_rate=self.sample_rate)
+        return self.recognize_batch([audio])[0]
+
+    @torch.inference_mode()
+    def recognize_batch(self, waves: list[np.ndarray]) -> list[CommandResult]:
+        """Recognize several arrays at 16 kHz (their windows encoded together)."""
+        if not waves:
+            return []
+        rec = self.recognizer
+        # Stationary noise, hum and silence are rejected before the (costly) model sees them.
+        steady = [level_spread_db(w, self.sample_rate) < self.cfg.min_spread_db for w in waves]
+        todo = [w for w, s in zip(waves, steady) if not s]
+        results = iter(self._recognize(todo) if todo else [])
+        rejected = CommandResult(self.commands.commands[0], self.cfg.threshold <= 0.0, 0.0, -math.inf, -math.inf,
+                                 -math.inf, "", 0)
+        return [rejected if s else next(results) for s in steady]
+
+    def _recognize(self, waves: list[np.ndarray]) -> list[CommandResult]:
+        rec = self.recognizer
+        mels = [windows(torch.from_numpy(np.asarray(w, dtype=np.float32)).to(rec.device),
+                        self.model.cfg.n_mels, rec.cfg.decode.window_padding)[0] for w in waves]
+        enc = self.model.encode(torch.stack(mels))
+        prompts = torch.tensor([self.prompt] * len(waves), device=rec.device)
+        free = greedy(self.model, enc, prompts, rec.tokenizer, rec.cfg.decode)
+        return [self.decide(enc[b : b + 1], f) for b, f in enumerate(free)]
+
+    def decide(self, enc: torch.Tensor, free: tuple[list[int], list[float], float]) -> CommandResult:
+        """The result for one utterance's encoder output ``enc`` (1, T, D) and its greedy transcript
+        ``(tokens, token log-probs, total log-prob)``."""
+        tok = self.recognizer.tokenizer
+        free_tokens, _, free_score = free
+        free_text = tok.decode(free_tokens).strip()
+        seqs, owner = list(self.forms), list(self.owner)
+        match = self.commands.lookup(normalize(free_text))
+        if match is not None and tuple(free_tokens) not in seqs:  # the transcript is a phrase, as written
+            seqs.append(tuple(free_tokens))
+            owner.append(self.commands.commands.index(match))
+        scored = score_sequences(self.model, enc, self.prompt, seqs, self.masks, tok.eot)
+        per_phrase: dict[int, list[tuple[float, int]]] = {}
+        for i, s in zip(owner, scored):
+            per_phrase.setdefault(i, []).append(s)
+        total = {i: torch.logsumexp(torch.tensor([lp for lp, _ in ss]), 0).item() for i, ss in per_phrase.items()}
+        index = max(total, key=total.get)
+        best = total[index]
+        form_score, n = max(per_phrase[index])  # the phrase's likeliest written form, its tokens (+ end)
+        if match is not None and self.commands.commands[index] == match:
+            confidence = 1.0  # what the model would write anyway
+        elif best > -math.inf:
+            confidence = math.exp(min(0.0, form_score / n - free_score / (len(free_tokens) + 1)))
+        else:
+            confidence = 0.0
+        return CommandResult(self.commands.commands[index], confidence >= self.cfg.threshold, confidence, best,
+                             best, max(best, free_score), free_text, n)
+
