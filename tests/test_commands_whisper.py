@@ -14,8 +14,9 @@ import torch.nn.functional as F
 
 from ceasr.commands import parse_command_set
 from ceasr.commands.recognize import load_command_recognizer
-from ceasr.commands.whisper import WhisperCommandRecognizer, score_sequences, written_forms
+from ceasr.commands.whisper import WhisperCommandRecognizer, score_sequences, start, written_forms
 from ceasr.config import CommandConfig, WhisperDecodeConfig, WhisperModelDirConfig
+from ceasr.errors import ConfigError
 from ceasr.text.normalize import normalize
 from ceasr.whisper.decoding import _Masks
 from ceasr.whisper.recognizer import WhisperRecognizer
@@ -71,7 +72,7 @@ def test_trie_scores_equal_a_full_forward_per_sequence(tiny):
     seqs = [tuple(tok.encode(f)) for f in [" Turn on the light.", " Turn on.", " Turn", " Stop.", " go"]]
     seqs.append(seqs[0])  # a repeat scores the same
     enc = model.encode(torch.randn(1, 80, 3000))
-    got = score_sequences(model, enc, prompt, seqs, masks, tok.eot)
+    got = score_sequences(model, start(model, enc, prompt), seqs, masks, tok.eot)
     for seq, (lp, n) in zip(seqs, got):
         assert n == len(seq) + 1
         assert lp == pytest.approx(_brute(model, enc, prompt, seq, masks, tok.eot), abs=1e-4)
@@ -82,7 +83,7 @@ def test_trie_scores_equal_a_full_forward_per_sequence(tiny):
 def test_decision_equals_exhaustive_scoring(tiny, seed):
     rec, _ = tiny
     commands = parse_command_set(SET)
-    crec = WhisperCommandRecognizer(rec, commands, CommandConfig(threshold=0.3))
+    crec = WhisperCommandRecognizer(rec, commands, CommandConfig(threshold=0.3, no_speech_threshold=1.0))
     wave = _wave(seed)
     got = crec.recognize(wave)
     # Reference: the greedy transcript by the recognizer's own transcribe, each phrase's written forms by a
@@ -126,6 +127,30 @@ def test_a_transcript_that_is_a_phrase_is_accepted_with_confidence_one(tiny):
     assert got.command.text == said and got.accepted and got.confidence == pytest.approx(1.0)
 
 
+@torch.inference_mode()
+def test_no_speech_probability_gates_the_decision(tiny):
+    rec, _ = tiny
+    wave = _wave(1)
+    from ceasr.whisper.audio import windows
+
+    enc = rec.model.encode(windows(torch.from_numpy(wave), 80)[0][None])
+    logits, _ = rec.model.decoder(torch.tensor([[rec.tokenizer.sot]]), enc)
+    p = float(F.softmax(logits[0, 0], dim=-1)[rec.tokenizer.no_speech])
+    assert rec.tokenizer.no_speech == rec.tokenizer.tokenizer.token_to_id("<|nospeech|>") and 0 < p < 1
+    ungated = WhisperCommandRecognizer(rec, parse_command_set(SET), CommandConfig(threshold=0.0,
+                                                                                   no_speech_threshold=1.0))
+    free = ungated.recognize(wave)
+    above = WhisperCommandRecognizer(rec, parse_command_set(SET), CommandConfig(threshold=0.0,
+                                                                                 no_speech_threshold=p * 1.01))
+    assert above.recognize(wave) == free  # p is below the threshold: no change
+    below = WhisperCommandRecognizer(rec, parse_command_set(SET), CommandConfig(threshold=1e-9,
+                                                                                 no_speech_threshold=p * 0.99))
+    got = below.recognize(wave)
+    assert got.confidence == 0.0 and not got.accepted and got.command == free.command
+    with pytest.raises(ConfigError, match="no_speech_threshold"):
+        WhisperCommandRecognizer(rec, parse_command_set(SET), CommandConfig(no_speech_threshold=1.5))
+
+
 def test_stationary_noise_is_rejected_before_the_model(tiny):
     rec, _ = tiny
     crec = WhisperCommandRecognizer(rec, parse_command_set(SET))
@@ -154,3 +179,7 @@ def test_command_cli_with_a_converted_whisper_model(tiny, tmp_path):
     assert path.endswith("a.wav") and phrase == expected.command.text
     assert float(confidence) == pytest.approx(expected.confidence, abs=1e-4)
     assert "missing.wav" in res.stderr and res.stderr.count("\n") == 1
+    bad = ceasr_cli("command", "--model", str(out), "--no-speech-threshold", "2", str(tmp_path / "a.wav"),
+                    check=False)
+    assert bad.returncode != 0 and "no_speech_threshold=2.0: must be between 0 and 1" in bad.stderr
+    assert bad.stderr.count("\n") == 1

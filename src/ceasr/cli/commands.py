@@ -43,7 +43,8 @@ def _cmd_evaluate_commands(args) -> None:
 
 
 def _fields(args) -> dict:
-    return {} if args.min_spread_db is None else {"min_spread_db": args.min_spread_db}
+    given = {"min_spread_db": args.min_spread_db, "no_speech_threshold": args.no_speech_threshold}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def add_verbs(verbs) -> None:
@@ -55,6 +56,8 @@ def add_verbs(verbs) -> None:
         p.add_argument("--threshold", type=float, help="accept when confidence >= this (default: the config's)")
         p.add_argument("--min-spread-db", type=float, help="reject audio whose level spans fewer dB (stationary "
                        "noise, silence; default 5, 0 turns it off)")
+        p.add_argument("--no-speech-threshold", type=float, help="Whisper models: reject when the no-speech "
+                       "probability is above this (default 0.6, 1 turns it off)")
 
     p = verbs.add_parser("command", help="recognize one command per audio file (or reject it)")
     common(p)

@@ -76,6 +76,8 @@ def check_config(cfg: CommandConfig) -> None:
         raise ConfigError(f"threshold {cfg.threshold}: must be >= 0 (confidences are in [0, 1])")
     if not cfg.min_spread_db >= 0.0:
         raise ConfigError(f"commands.min_spread_db={cfg.min_spread_db}: must be >= 0 (0 turns the check off)")
+    if not 0.0 <= cfg.no_speech_threshold <= 1.0:
+        raise ConfigError(f"commands.no_speech_threshold={cfg.no_speech_threshold}: must be between 0 and 1")
     if cfg.beam_size < 1 or cfg.exact_limit < 0:
         raise ConfigError("commands.beam_size must be >= 1 and commands.exact_limit >= 0")
 

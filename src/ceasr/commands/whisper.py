@@ -15,6 +15,9 @@ is a few seconds):
   rather write. A transcript that is a phrase of the set gives 1 for it; a near miss ("open a window" for "open the
   window") loses its differing tokens. (Totals instead of means would favour short phrases: "No." outscores a
   long sentence the model is unsure of.)
+* Whisper's own speech detector decides first: when the probability of ``<|nospeech|>`` right after ``sot`` is
+  above ``no_speech_threshold`` (0.6, OpenAI's), the utterance is rejected with confidence 0. (Before it,
+  Whisper base heard "you" in noise clips and the set's "no" matched it at confidence 0.6-0.8.)
 
 The written forms of all phrases share prefixes; they are scored level by level over their prefix trie with
 the decoder's key/value cache, so every distinct prefix runs through the decoder once (the 61 phrases of the
@@ -59,12 +62,19 @@ def written_forms(text: str) -> list[str]:
 
 
 @torch.inference_mode()
-def score_sequences(model, enc: torch.Tensor, prompt: list[int], seqs: list[tuple[int, ...]], masks: _Masks,
+def start(model, enc: torch.Tensor, prompt: list[int]) -> tuple[torch.Tensor, object]:
+    """The decoder run over ``prompt`` for one utterance's encoder output ``enc`` (1, T, D): logits (1, P, V)
+    after each prompt token, and the key/value cache to continue from."""
+    return model.decoder(torch.tensor([prompt], device=enc.device), enc)
+
+
+@torch.inference_mode()
+def score_sequences(model, started: tuple[torch.Tensor, object], seqs: list[tuple[int, ...]], masks: _Masks,
                     eot: int) -> list[tuple[float, int]]:
-    """``(log P(seq + eot | prompt, audio), len(seq) + 1)`` for each token sequence, the decoder run once per
-    distinct prefix. ``enc`` (1, T, D) is one utterance's encoder output."""
-    device = enc.device
-    logits, cache = model.decoder(torch.tensor([prompt], device=device), enc)
+    """``(log P(seq + eot | prompt, audio), len(seq) + 1)`` for each token sequence, after a prompt
+    :func:`start` ran; the decoder runs once per distinct prefix."""
+    logits, cache = started
+    device = logits.device
     level = F.log_softmax(logits[:, -1] + masks.begin, dim=-1)  # (rows, V): next token after each prefix
     rows, acc = {(): 0}, {(): 0.0}  # prefix -> its row in ``level``, its log-probability so far
     scores: list[tuple[float, int]] = [(-math.inf, 0)] * len(seqs)
@@ -153,7 +163,8 @@ class WhisperCommandRecognizer:
         if match is not None and tuple(free_tokens) not in seqs:  # the transcript is a phrase, as written
             seqs.append(tuple(free_tokens))
             owner.append(self.commands.commands.index(match))
-        scored = score_sequences(self.model, enc, self.prompt, seqs, self.masks, tok.eot)
+        started = start(self.model, enc, self.prompt)
+        scored = score_sequences(self.model, started, seqs, self.masks, tok.eot)
         per_phrase: dict[int, list[tuple[float, int]]] = {}
         for i, s in zip(owner, scored):
             per_phrase.setdefault(i, []).append(s)
@@ -167,6 +178,10 @@ class WhisperCommandRecognizer:
             confidence = math.exp(min(0.0, form_score / n - free_score / (len(free_tokens) + 1)))
         else:
             confidence = 0.0
+        if tok.no_speech is not None:  # after sot, before the language token: Whisper's own speech detector
+            no_speech = float(F.softmax(started[0][0, 0], dim=-1)[tok.no_speech])
+            if no_speech > self.cfg.no_speech_threshold:
+                confidence = 0.0
         return CommandResult(self.commands.commands[index], confidence >= self.cfg.threshold, confidence, best,
                              best, max(best, free_score), free_text, n)
 

@@ -70,6 +70,16 @@ class WhisperTokenizer:
         return tuple(sorted(i for i in ids if i < self.eot))
 
     @property
+    def no_speech(self) -> int | None:
+        """The id whose probability right after ``sot`` is Whisper's no-speech probability (``<|nospeech|>``;
+        ``<|nocaptions|>`` in the first multilingual tokenizers), or None."""
+        for text in ("<|nospeech|>", "<|nocaptions|>"):
+            i = self.tokenizer.token_to_id(text)
+            if i is not None:
+                return i
+        return None
+
+    @property
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
