@@ -179,6 +179,10 @@ def test_command_cli_with_a_converted_whisper_model(tiny, tmp_path):
     assert path.endswith("a.wav") and phrase == expected.command.text
     assert float(confidence) == pytest.approx(expected.confidence, abs=1e-4)
     assert "missing.wav" in res.stderr and res.stderr.count("\n") == 1
+    listened = ceasr_cli("listen", "--model", str(out), "--commands", str(tmp_path / "set.txt"), "--threshold", "0",
+                         "--input", str(tmp_path / "a.wav"), check=False)  # tracing is off for Whisper by default
+    assert listened.returncode == 0 and listened.stderr == "", listened.stderr
+    assert all(len(line.split("\t")) == 4 for line in listened.stdout.splitlines()) and listened.stdout
     bad = ceasr_cli("command", "--model", str(out), "--no-speech-threshold", "2", str(tmp_path / "a.wav"),
                     check=False)
     assert bad.returncode != 0 and "no_speech_threshold=2.0: must be between 0 and 1" in bad.stderr

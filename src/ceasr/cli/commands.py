@@ -20,9 +20,10 @@ def _cmd_command(args) -> None:
 def _cmd_listen(args) -> None:
     from ceasr.commands.recognize import load_command_recognizer
     from ceasr.commands.stream import CommandSpotter, file_chunks, listen, pcm_chunks
+    from ceasr.modeldir import model_kind
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, args.int8,
-                                   **_fields(args))
+    jit = args.jit if args.jit is not None else model_kind(args.model) != "whisper"
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, jit, args.int8, **_fields(args))
     chunk = round(crec.sample_rate * args.chunk_ms / 1000)
     if args.input == "-":
         chunks = pcm_chunks(sys.stdin.buffer, chunk)

@@ -52,10 +52,11 @@ def add_decode_flags(p: argparse.ArgumentParser) -> None:
 def add_speed_flags(p: argparse.ArgumentParser, jit: bool = False) -> None:
     """``--jit``/``--no-jit`` (trace the encoder: :meth:`ceasr.api.Recognizer.traced`) and ``--int8`` (the
     encoder's Linear layers in int8: :meth:`ceasr.api.Recognizer.int8`); ``jit``: whether tracing is on by
-    default."""
-    p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=jit,
+    default, for ceasr's own models (the default is then None: on, but off for a Whisper model, which runs
+    untraced)."""
+    p.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None if jit else False,
                    help="trace the encoder with TorchScript: about a quarter less encoder time per call, after "
-                        f"about a second of tracing (default: {'on' if jit else 'off'})")
+                        f"about a second of tracing (default: {'on; off for a Whisper model' if jit else 'off'})")
     p.add_argument("--int8", action="store_true",
                    help="run the encoder's Linear layers in int8 (dynamic quantization; a Whisper model's every "
                         "Linear layer): about a third less encoder time on a CPU, results within int8 rounding "
