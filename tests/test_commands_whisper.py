@@ -109,7 +109,9 @@ def test_decision_equals_exhaustive_scoring(tiny, seed):
             best = (total, c, lps[i] / (len(forms[i]) + 1))
     total, command, mean = best
     free_lp = _brute(model, enc, prompt, free_ids, masks, tok.eot)
-    confidence = 1.0 if normalize(free_text) == command.text else math.exp(min(0.0, mean - free_lp / (len(free_ids) + 1)))
+    confidence = math.exp(min(0.0, mean - free_lp / (len(free_ids) + 1)))
+    if normalize(free_text) == command.text:
+        confidence = 1.0
     assert got.command == command
     assert got.score == pytest.approx(total, abs=1e-3)
     assert got.confidence == pytest.approx(confidence, rel=1e-3)

@@ -191,9 +191,7 @@ class CommandConfig:
     # noise, hum or silence, never speech, and is rejected with confidence 0 whatever the model hears (noise
     # spans at most 2.5 dB, speech at 0 dB SNR 7.9 or more); 0 turns the check off.
     min_spread_db: float = 5.0
-    # Whisper models only: reject when the no-speech probability (of <|nospeech|> right after sot) is above
-    # this, OpenAI's no_speech_threshold; 1 turns it off.
-    no_speech_threshold: float = 0.6
+    no_speech_threshold: float = 0.6  # Whisper: reject if P(<|nospeech|>) after sot is above (OpenAI's); 1: off
 
 
 @dataclass(frozen=True)

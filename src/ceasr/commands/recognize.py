@@ -82,7 +82,34 @@ def check_config(cfg: CommandConfig) -> None:
         raise ConfigError("commands.beam_size must be >= 1 and commands.exact_limit >= 0")
 
 
-class CommandRecognizer:
+class CommandRecognizerBase:
+    """What every command recognizer shares: a ``recognizer`` (the model), ``commands``, ``cfg``, and its own
+    ``recognize_batch(waves) -> list[CommandResult]``."""
+
+    recognizer: Recognizer
+    commands: CommandSet
+    cfg: CommandConfig
+
+    @property
+    def sample_rate(self) -> int:
+        return self.recognizer.sample_rate
+
+    def with_threshold(self, threshold: float):
+        """The same recognizer (sharing the model and the compiled phrases) with another acceptance threshold."""
+        cfg = dataclasses.replace(self.cfg, threshold=threshold)
+        check_config(cfg)
+        clone = copy.copy(self)
+        clone.cfg = cfg
+        return clone
+
+    def recognize(self, audio: str | Path | np.ndarray) -> CommandResult:
+        """Recognize one file path or float32 mono array at ``sample_rate``."""
+        if not isinstance(audio, np.ndarray):
+            audio = load_audio(audio, sample_rate=self.sample_rate)
+        return self.recognize_batch([audio])[0]
+
+
+class CommandRecognizer(CommandRecognizerBase):
     """A :class:`~ceasr.api.Recognizer` restricted to a :class:`CommandSet`, with rejection."""
 
     def __init__(self, recognizer: Recognizer, commands: CommandSet, cfg: CommandConfig = CommandConfig()):
@@ -97,24 +124,6 @@ class CommandRecognizer:
                 raise CeasrError(f"command {c.text!r}: the model's tokenizer cannot spell it (unknown characters)")
         self.trie = TokenTrie(self.seqs) if len(self.seqs) > cfg.exact_limit else None
         self._phrases = None  # the phrases padded, with their decoder states: made on first use
-
-    @property
-    def sample_rate(self) -> int:
-        return self.recognizer.sample_rate
-
-    def with_threshold(self, threshold: float) -> "CommandRecognizer":
-        """The same recognizer (sharing the model) with another acceptance threshold."""
-        cfg = dataclasses.replace(self.cfg, threshold=threshold)
-        check_config(cfg)
-        clone = copy.copy(self)  # shares the model, token sequences and trie
-        clone.cfg = cfg
-        return clone
-
-    def recognize(self, audio: str | Path | np.ndarray) -> CommandResult:
-        """Recognize one file path or float32 mono array at ``sample_rate``."""
-        if not isinstance(audio, np.ndarray):
-            audio = load_audio(audio, sample_rate=self.sample_rate)
-        return self.recognize_batch([audio])[0]
 
     @torch.inference_mode()
     def encode(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

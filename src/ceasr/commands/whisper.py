@@ -27,19 +27,15 @@ this recognizer is for accuracy, ceasr's own CTC models for speed (README: the c
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ceasr.audio import level_spread_db
-from ceasr.audio import load as load_audio
 from ceasr.commands.grammar import CommandSet
-from ceasr.commands.recognize import CommandResult, check_config
+from ceasr.commands.recognize import CommandRecognizerBase, CommandResult, check_config
 from ceasr.config import CommandConfig
 from ceasr.text.normalize import cardinal, normalize
 from ceasr.whisper.audio import windows
@@ -95,7 +91,7 @@ def score_sequences(model, started: tuple[torch.Tensor, object], seqs: list[tupl
         depth += 1
 
 
-class WhisperCommandRecognizer:
+class WhisperCommandRecognizer(CommandRecognizerBase):
     """A :class:`~ceasr.whisper.recognizer.WhisperRecognizer` restricted to a :class:`CommandSet`, with
     rejection; the same surface as :class:`~ceasr.commands.recognize.CommandRecognizer`."""
 
@@ -112,22 +108,6 @@ class WhisperCommandRecognizer:
             for form in written_forms(c.text):
                 self.forms.append(tuple(tok.encode(form)))
                 self.owner.append(i)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.recognizer.sample_rate
-
-    def with_threshold(self, threshold: float) -> "WhisperCommandRecognizer":
-        cfg = dataclasses.replace(self.cfg, threshold=threshold)
-        check_config(cfg)
-        clone = copy.copy(self)  # shares the model and the phrase forms
-        clone.cfg = cfg
-        return clone
-
-    def recognize(self, audio: str | Path | np.ndarray) -> CommandResult:
-        if not isinstance(audio, np.ndarray):
-            audio = load_audio(audio, sample_rate=self.sample_rate)
-        return self.recognize_batch([audio])[0]
 
     @torch.inference_mode()
     def recognize_batch(self, waves: list[np.ndarray]) -> list[CommandResult]:
