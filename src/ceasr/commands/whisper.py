@@ -114,7 +114,6 @@ class WhisperCommandRecognizer(CommandRecognizerBase):
         """Recognize several arrays at 16 kHz (their windows encoded together)."""
         if not waves:
             return []
-        rec = self.recognizer
         # Stationary noise, hum and silence are rejected before the (costly) model sees them.
         steady = [level_spread_db(w, self.sample_rate) < self.cfg.min_spread_db for w in waves]
         todo = [w for w, s in zip(waves, steady) if not s]
