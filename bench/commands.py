@@ -196,10 +196,9 @@ def main() -> None:
                            ("ceasr --jit --int8", "and the encoder in int8")):
             same = sum(a["best"] == b["best"] for k in test for a, b in zip(rows["ceasr"][k], rows[name][k]))
             print(f"{name} ({what}): the same best phrase on {same}/{sum(map(len, test.values()))} files")
+        stream = run_stream(traced, test, args.stream_clips)
     if not args.no_peers:
         rows["PocketSphinx JSGF"] = run_pocketsphinx(Path(args.peer_python), test, commands, env)
-    if not whisper:
-        stream = run_stream(traced, test, args.stream_clips)
     default = crec.cfg.threshold
     table = {f"ceasr, default threshold {default:.3f}": rates(rows["ceasr"], default),
              f"ceasr, dev-calibrated for FAR {100 * args.target_far:g}%: {calibrated:.3f}":

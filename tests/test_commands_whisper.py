@@ -72,7 +72,7 @@ def test_trie_scores_equal_a_full_forward_per_sequence(tiny):
     seqs = [tuple(tok.encode(f)) for f in [" Turn on the light.", " Turn on.", " Turn", " Stop.", " go"]]
     seqs.append(seqs[0])  # a repeat scores the same
     enc = model.encode(torch.randn(1, 80, 3000))
-    got = score_sequences(model, start(model, enc, prompt), seqs, masks, tok.eot)
+    got = score_sequences(model, start(model, model.decoder.init_cache(enc), prompt), seqs, masks, tok.eot)
     for seq, (lp, n) in zip(seqs, got):
         assert n == len(seq) + 1
         assert lp == pytest.approx(_brute(model, enc, prompt, seq, masks, tok.eot), abs=1e-4)

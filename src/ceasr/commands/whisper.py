@@ -37,6 +37,7 @@ from ceasr.audio import level_spread_db
 from ceasr.commands.grammar import CommandSet
 from ceasr.commands.recognize import CommandRecognizerBase, CommandResult, check_config
 from ceasr.config import CommandConfig
+from ceasr.models.whisper import KVCache
 from ceasr.text.normalize import cardinal, normalize
 from ceasr.whisper.audio import windows
 from ceasr.whisper.decoding import _Masks, greedy
@@ -58,14 +59,16 @@ def written_forms(text: str) -> list[str]:
 
 
 @torch.inference_mode()
-def start(model, enc: torch.Tensor, prompt: list[int]) -> tuple[torch.Tensor, object]:
-    """The decoder run over ``prompt`` for one utterance's encoder output ``enc`` (1, T, D): logits (1, P, V)
-    after each prompt token, and the key/value cache to continue from."""
-    return model.decoder(torch.tensor([prompt], device=enc.device), enc)
+def start(model, cross: KVCache, prompt: list[int]) -> tuple[torch.Tensor, KVCache]:
+    """The decoder run over ``prompt`` for one utterance, from ``cross`` (its cross-attention keys/values,
+    ``model.decoder.init_cache(enc)`` of an encoder output (1, T, D)): logits (1, P, V) after each prompt
+    token, and the key/value cache to continue from."""
+    device = cross.cross_kv[0][0].device
+    return model.decoder(torch.tensor([prompt], device=device), cache=cross)
 
 
 @torch.inference_mode()
-def score_sequences(model, started: tuple[torch.Tensor, object], seqs: list[tuple[int, ...]], masks: _Masks,
+def score_sequences(model, started: tuple[torch.Tensor, KVCache], seqs: list[tuple[int, ...]], masks: _Masks,
                     eot: int) -> list[tuple[float, int]]:
     """``(log P(seq + eot | prompt, audio), len(seq) + 1)`` for each token sequence, after a prompt
     :func:`start` ran; the decoder runs once per distinct prefix."""
@@ -128,11 +131,14 @@ class WhisperCommandRecognizer(CommandRecognizerBase):
                         self.model.cfg.n_mels, rec.cfg.decode.window_padding)[0] for w in waves]
         enc = self.model.encode(torch.stack(mels))
         prompts = torch.tensor([self.prompt] * len(waves), device=rec.device)
-        free = greedy(self.model, enc, prompts, rec.tokenizer, rec.cfg.decode)
-        return [self.decide(enc[b : b + 1], f) for b, f in enumerate(free)]
+        cross = self.model.decoder.init_cache(enc)  # the audio's keys/values, for the free and forced decoding
+        free = greedy(self.model, enc, prompts, rec.tokenizer, rec.cfg.decode, cross=cross)
+        return [self.decide(KVCache(cross.self_kv, [(k[b : b + 1], v[b : b + 1]) for k, v in cross.cross_kv]), f)
+                for b, f in enumerate(free)]
 
-    def decide(self, enc: torch.Tensor, free: tuple[list[int], list[float], float]) -> CommandResult:
-        """The result for one utterance's encoder output ``enc`` (1, T, D) and its greedy transcript
+    def decide(self, cross: KVCache, free: tuple[list[int], list[float], float]) -> CommandResult:
+        """The result for one utterance from its cross-attention keys/values ``cross``
+        (``model.decoder.init_cache`` of its encoder output (1, T, D)) and its greedy transcript
         ``(tokens, token log-probs, total log-prob)``."""
         tok = self.recognizer.tokenizer
         free_tokens, _, free_score = free
@@ -142,7 +148,7 @@ class WhisperCommandRecognizer(CommandRecognizerBase):
         if match is not None and tuple(free_tokens) not in seqs:  # the transcript is a phrase, as written
             seqs.append(tuple(free_tokens))
             owner.append(self.commands.commands.index(match))
-        started = start(self.model, enc, self.prompt)
+        started = start(self.model, cross, self.prompt)
         scored = score_sequences(self.model, started, seqs, self.masks, tok.eot)
         per_phrase: dict[int, list[tuple[float, int]]] = {}
         for i, s in zip(owner, scored):

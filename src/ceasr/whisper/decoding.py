@@ -81,15 +81,17 @@ def _step(model: Whisper, tokens: torch.Tensor, cache: KVCache, masks: _Masks, f
 
 @torch.inference_mode()
 def greedy(model: Whisper, enc: torch.Tensor, prompts: torch.Tensor, tok: WhisperTokenizer,
-           cfg: WhisperDecodeConfig, temperature: float = 0.0, generator: torch.Generator | None = None):
-    """Greedy (``temperature`` 0) or sampled decoding of a batch: ``enc`` (B, T, D), ``prompts`` (B, P).
+           cfg: WhisperDecodeConfig, temperature: float = 0.0, generator: torch.Generator | None = None,
+           cross: KVCache | None = None):
+    """Greedy (``temperature`` 0) or sampled decoding of a batch: ``enc`` (B, T, D), ``prompts`` (B, P);
+    ``cross``: ``model.decoder.init_cache(enc)`` when the caller already has it.
 
     Returns per row ``(tokens, token_logprobs, sum_logprob)``, the end token excluded from the tokens but
     counted in the sum.
     """
     masks = _Masks(tok, model.cfg.n_vocab, enc.device, cfg.suppress_blank)
     b = enc.size(0)
-    cache, step_in = model.decoder.init_cache(enc), prompts
+    cache, step_in = cross if cross is not None else model.decoder.init_cache(enc), prompts
     out = [[] for _ in range(b)]
     scores = [[] for _ in range(b)]
     total = torch.zeros(b, device=enc.device)
