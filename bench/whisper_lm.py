@@ -31,7 +31,7 @@ from common import REPO, format_table, header, load_average, pin_threads, write_
 from lm import HOTWORDS, recall  # noqa: E402
 
 from ceasr.api import load_scorers  # noqa: E402
-from ceasr.config import WhisperDecodeConfig, WhisperFinetuneConfig  # noqa: E402
+from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig  # noqa: E402
 from ceasr.data.manifest import load_rows  # noqa: E402
 from ceasr.lm import load_lm  # noqa: E402
 from ceasr.metrics import corpus_errors  # noqa: E402

@@ -98,7 +98,7 @@ def test_to_dict_is_json_ready():
 
 
 def test_variadic_tuples_take_any_length_and_fixed_ones_their_own():
-    from ceasr.config import WhisperFinetuneConfig
+    from ceasr.whisper.config import WhisperFinetuneConfig
 
     assert from_dict(WhisperFinetuneConfig, {"merge_ratios": [0.2, "0.4", 0.6]}).merge_ratios == (0.2, 0.4, 0.6)
     assert from_dict(WhisperFinetuneConfig, {"merge_ratios": []}).merge_ratios == ()

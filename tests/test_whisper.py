@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ceasr.config import WhisperDecodeConfig
+from ceasr.whisper.config import WhisperDecodeConfig
 from ceasr.errors import CeasrError
 from ceasr.whisper import audio as wa
 from ceasr.whisper.convert import convert_whisper, load_checkpoint

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from ceasr.config import WhisperFinetuneConfig
+from ceasr.whisper.config import WhisperFinetuneConfig
 from ceasr.errors import ConfigError
 from ceasr.data.manifest import Utterance
 from ceasr.losses import cross_entropy

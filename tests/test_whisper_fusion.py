@@ -12,7 +12,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from ceasr.config import WhisperDecodeConfig
+from ceasr.whisper.config import WhisperDecodeConfig
 from ceasr.decode import Fusion, Scorers
 from ceasr.decode.hotwords import Hotwords
 from ceasr.errors import ConfigError

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from ceasr.config import WhisperConfig
+from ceasr.whisper.config import WhisperConfig
 from ceasr.models.whisper import Whisper
 from ceasr.whisper.ct2 import write_ct2
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ceasr.config import WhisperConfig
+from ceasr.whisper.config import WhisperConfig
 
 __all__ = ["KVCache", "Whisper", "WhisperConfig", "sinusoids"]
 

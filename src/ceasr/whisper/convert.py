@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ceasr.config import WhisperConfig, WhisperModelDirConfig
+from ceasr.whisper.config import WhisperConfig, WhisperModelDirConfig
 from ceasr.errors import CeasrError
 from ceasr.models.whisper import Whisper
 from ceasr.whisper.ct2 import read_ct2

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ceasr.config import WhisperDecodeConfig
+from ceasr.whisper.config import WhisperDecodeConfig
 from ceasr.decode.fusion import Fusion, FusionState, Scorers
 from ceasr.errors import ConfigError
 from ceasr.models.whisper import KVCache, Whisper

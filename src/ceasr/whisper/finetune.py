@@ -34,7 +34,8 @@ import torch
 from tqdm import tqdm
 
 from ceasr.audio import load as load_audio
-from ceasr.config import WhisperDecodeConfig, WhisperFinetuneConfig, to_dict
+from ceasr.config import to_dict
+from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig
 from ceasr.data.manifest import Utterance
 from ceasr.errors import AudioError, ConfigError
 from ceasr.io import atomic_write_text
