@@ -8,7 +8,8 @@ is a few seconds):
 * every allowed phrase ``p``: ``log P(p)`` = log of the summed probabilities of the ways Whisper writes it,
   each teacher-forced after the same prompt with the same masks as greedy decoding, end token included: the
   words with a capital and a full stop (" Turn on the lights."), the same with number words as digits
-  (" Set a timer for 5 minutes."), and the free transcript itself when it normalizes to ``p``;
+  (" Set a timer for 5 minutes."), the normalized words (" turn on the lights", how a model fine-tuned on
+  ceasr manifests writes), and the free transcript itself when it normalizes to ``p``;
 * the best phrase is the one with the highest ``log P(p)``, and ``confidence = exp(min(0, a(p) - a(F)))``,
   with ``a`` the mean log-probability per token (end token included) of the phrase's likeliest written form
   and of the free transcript: how much less likely, token for token, the phrase is than what the model would
@@ -21,7 +22,7 @@ is a few seconds):
 
 The written forms of all phrases share prefixes; they are scored level by level over their prefix trie with
 the decoder's key/value cache, so every distinct prefix runs through the decoder once (the 61 phrases of the
-default set in two forms are ~300 decoder positions, not ~1800). The encoder's 30 s window is the cost:
+default set in three forms, 152 sequences of 683 tokens with their end tokens, share 383 prefixes). The encoder's 30 s window is the cost:
 this recognizer is for accuracy, ceasr's own CTC models for speed (README: the commands benchmark).
 """
 
@@ -48,14 +49,15 @@ _DIGITS = {cardinal(n): str(n) for n in range(0, 101) if " " not in cardinal(n)}
 
 def written_forms(text: str) -> list[str]:
     """How Whisper would write the normalized phrase ``text`` as a whole short utterance: capitalized with
-    a full stop, and (when different) with its one-word numbers as digits."""
+    a full stop, (when different) with its one-word numbers as digits, and as the normalized words
+    themselves, which is how a model fine-tuned on ceasr manifests writes (``ceasr finetune``)."""
     forms = []
     for words in (text.split(), [_DIGITS.get(w, w) for w in text.split()]):
         s = " ".join(words)
         form = " " + s[:1].upper() + s[1:] + "."
         if form not in forms:
             forms.append(form)
-    return forms
+    return forms + [" " + " ".join(text.split())]
 
 
 @torch.inference_mode()
@@ -159,8 +161,9 @@ class WhisperCommandRecognizer(CommandRecognizerBase):
         form_score, n = max(per_phrase[index])  # the phrase's likeliest written form, its tokens (+ end)
         if match is not None and self.commands.commands[index] == match:
             confidence = 1.0  # what the model would write anyway
-        elif best > -math.inf:
-            confidence = math.exp(min(0.0, form_score / n - free_score / (len(free_tokens) + 1)))
+        elif best > -math.inf:  # the free transcript's end token is in its mean unless it ran out of length
+            ended = len(free_tokens) < self.recognizer.cfg.decode.max_new_tokens
+            confidence = math.exp(min(0.0, form_score / n - free_score / (len(free_tokens) + ended)))
         else:
             confidence = 0.0
         if tok.no_speech is not None:  # after sot, before the language token: Whisper's own speech detector
