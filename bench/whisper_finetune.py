@@ -28,10 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, format_table, header, load_average, pin_threads, write_json  # noqa: E402
 
-from ceasr.whisper.config import WhisperFinetuneConfig  # noqa: E402
 from ceasr.data.manifest import load_rows  # noqa: E402
 from ceasr.train import checkpoint as ckpt  # noqa: E402
 from ceasr.metrics import corpus_errors  # noqa: E402
+from ceasr.whisper.config import WhisperFinetuneConfig  # noqa: E402
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
 from ceasr.whisper.finetune import _prepare, _split, _subset, finetune, greedy_texts  # noqa: E402
 from ceasr.whisper.selection import EpochReport  # noqa: E402

@@ -31,12 +31,12 @@ from common import REPO, format_table, header, load_average, pin_threads, write_
 from lm import HOTWORDS, recall  # noqa: E402
 
 from ceasr.api import load_scorers  # noqa: E402
-from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig  # noqa: E402
 from ceasr.data.manifest import load_rows  # noqa: E402
 from ceasr.lm import load_lm  # noqa: E402
 from ceasr.metrics import corpus_errors  # noqa: E402
 from ceasr.robustness import Condition, corrupt_manifest  # noqa: E402
 from ceasr.text.normalize import normalize  # noqa: E402
+from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig  # noqa: E402
 from ceasr.whisper.decoding import decode_encoded  # noqa: E402
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
 from ceasr.whisper.finetune import _prepare, _split, _subset  # noqa: E402

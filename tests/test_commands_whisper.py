@@ -16,9 +16,9 @@ from ceasr.commands import parse_command_set
 from ceasr.commands.recognize import load_command_recognizer
 from ceasr.commands.whisper import WhisperCommandRecognizer, score_sequences, start, written_forms
 from ceasr.config import CommandConfig
-from ceasr.whisper.config import WhisperDecodeConfig, WhisperModelDirConfig
 from ceasr.errors import ConfigError
 from ceasr.text.normalize import normalize
+from ceasr.whisper.config import WhisperDecodeConfig, WhisperModelDirConfig
 from ceasr.whisper.decoding import _Masks
 from ceasr.whisper.recognizer import WhisperRecognizer
 from ceasr.whisper.tokenizer import WhisperTokenizer

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from ceasr.whisper.config import WhisperDecodeConfig
 from ceasr.errors import CeasrError
 from ceasr.whisper import audio as wa
+from ceasr.whisper.config import WhisperDecodeConfig
 from ceasr.whisper.convert import convert_whisper, load_checkpoint
 from ceasr.whisper.ct2 import read_ct2, write_ct2
 from ceasr.whisper.decoding import beam_search, compression_ratio, decode_windows, detect_language, greedy

@@ -11,11 +11,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from ceasr.whisper.config import WhisperFinetuneConfig
 from ceasr.errors import ConfigError
 from ceasr.data.manifest import Utterance
 from ceasr.losses import cross_entropy
 from ceasr.train.checkpoint import latest_checkpoint
+from ceasr.whisper.config import WhisperFinetuneConfig
 from ceasr.whisper.convert import convert_whisper
 from ceasr.whisper.finetune import _batch, finetune, param_groups
 from ceasr.whisper.selection import EpochReport, keep_rule

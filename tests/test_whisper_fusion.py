@@ -12,11 +12,11 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from ceasr.whisper.config import WhisperDecodeConfig
 from ceasr.decode import Fusion, Scorers
 from ceasr.decode.hotwords import Hotwords
 from ceasr.errors import ConfigError
 from ceasr.lm.base import LanguageModel
+from ceasr.whisper.config import WhisperDecodeConfig
 from ceasr.whisper.decoding import _Masks, _step, beam_search, decode_windows
 from ceasr.whisper.tokenizer import WhisperTokenizer, read_tokenizer_json, restore_merges
 

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from ceasr.whisper.config import WhisperConfig
 from ceasr.models.whisper import Whisper
+from ceasr.whisper.config import WhisperConfig
 from ceasr.whisper.ct2 import write_ct2
 
 SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|fr|>", "<|translate|>",

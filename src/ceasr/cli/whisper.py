@@ -16,8 +16,8 @@ def _cmd_convert(args) -> None:
 def _cmd_finetune(args) -> None:
     import dataclasses
 
-    from ceasr.whisper.config import WhisperFinetuneConfig
     from ceasr.data.manifest import load_rows
+    from ceasr.whisper.config import WhisperFinetuneConfig
     from ceasr.whisper.finetune import finetune
 
     base = WhisperFinetuneConfig()

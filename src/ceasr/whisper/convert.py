@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ceasr.whisper.config import WhisperConfig, WhisperModelDirConfig
 from ceasr.errors import CeasrError
 from ceasr.models.whisper import Whisper
+from ceasr.whisper.config import WhisperConfig, WhisperModelDirConfig
 from ceasr.whisper.ct2 import read_ct2
 from ceasr.whisper.tokenizer import WhisperTokenizer, read_tokenizer_json
 

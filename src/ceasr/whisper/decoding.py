@@ -20,10 +20,10 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ceasr.whisper.config import WhisperDecodeConfig
 from ceasr.decode.fusion import Fusion, FusionState, Scorers
 from ceasr.errors import ConfigError
 from ceasr.models.whisper import KVCache, Whisper
+from ceasr.whisper.config import WhisperDecodeConfig
 from ceasr.whisper.tokenizer import WhisperTokenizer
 
 

@@ -35,7 +35,6 @@ from tqdm import tqdm
 
 from ceasr.audio import load as load_audio
 from ceasr.config import to_dict
-from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig
 from ceasr.data.manifest import Utterance
 from ceasr.errors import AudioError, ConfigError
 from ceasr.io import atomic_write_text
@@ -46,6 +45,7 @@ from ceasr.text.normalize import normalize
 from ceasr.train import checkpoint as ckpt
 from ceasr.train.optim import OPTIMIZERS, build_scheduler
 from ceasr.whisper.audio import N_SAMPLES, SAMPLE_RATE, windows
+from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig
 from ceasr.whisper.decoding import greedy
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
 from ceasr.whisper.factorized import teacher_forced_logits

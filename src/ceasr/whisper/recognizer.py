@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 from ceasr.api import Transcript, load_scorers
 from ceasr.audio import load as load_audio
 from ceasr.config import from_dict, with_overrides
-from ceasr.whisper.config import WhisperModelDirConfig
 from ceasr.errors import CeasrError, ConfigError
 from ceasr.models.whisper import Whisper
 from ceasr.whisper.audio import SAMPLE_RATE, windows
+from ceasr.whisper.config import WhisperModelDirConfig
 from ceasr.whisper.decoding import WindowResult, decode_windows
 from ceasr.whisper.tokenizer import WhisperTokenizer, load_whisper_tokenizer
 
