@@ -97,7 +97,7 @@ def test_keep_rule_on_hand_made_reports():
 
 
 def test_merge_weights_interpolates_floats_only():
-    from ceasr.whisper.selection import merge_weights
+    from ceasr.modeldir import merge_weights
 
     a = {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor([1])}
     b = {"w": torch.tensor([4.0, -2.0]), "n": torch.tensor([5])}
@@ -306,3 +306,35 @@ def test_training_the_top_encoder_block_on_cached_states_below_it(tmp_path):
     with pytest.raises(ConfigError, match="frozen encoder"):
         finetune(base, rows, rows, tmp_path / "bad",
                  WhisperFinetuneConfig(train_encoder_layers=1, freeze_encoder=False), progress=False)
+
+
+def test_merge_cli_writes_the_interpolated_model_and_rejects_what_it_cannot_merge(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    tok = tiny_tokenizer()
+    base = _tiny_base(tmp_path)
+    tuned = convert_whisper(write_openai(tiny_model(tok.get_vocab_size(), seed=4), tok, tmp_path / "t" / "tiny.pt"),
+                            tmp_path / "tuned", language="en")
+    out = tmp_path / "merged"
+    ceasr_cli("merge", "--base", base, "--tuned", tuned, "--ratio", "0.25", "--out", out)
+    a, b, m = (load_file(str(d / "model.safetensors")) for d in (base, tuned, out))
+    assert m.keys() == b.keys()
+    for name in m:  # 0.75 * base + 0.25 * tuned, computed in float64 by numpy
+        want = 0.75 * a[name].double().numpy() + 0.25 * b[name].double().numpy()
+        np.testing.assert_allclose(m[name].double().numpy(), want, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert (out / "config.json").read_text() == (tuned / "config.json").read_text()
+    model, _, _ = load_whisper_dir(out)  # a model directory like any other
+    assert torch.equal(model.state_dict()["decoder.ln.weight"], m["decoder.ln.weight"])
+
+    for ratio, want in (("0", a), ("1", b)):
+        ceasr_cli("merge", "--base", base, "--tuned", tuned, "--ratio", ratio, "--out", out)
+        assert all(torch.equal(load_file(str(out / "model.safetensors"))[k], want[k]) for k in want)
+
+    bad = ceasr_cli("merge", "--base", base, "--tuned", tuned, "--ratio", "1.5", "--out", out, check=False)
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "1.5" in bad.stderr, bad.stderr
+    bad = ceasr_cli("merge", "--base", tmp_path / "nope", "--tuned", tuned, "--ratio", "0.5", "--out", out, check=False)
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "nope" in bad.stderr, bad.stderr
+    b["decoder.ln.weight"] = torch.ones(3)  # another shape: not fine-tuned from this base
+    save_file(b, str(tuned / "model.safetensors"))
+    bad = ceasr_cli("merge", "--base", base, "--tuned", tuned, "--ratio", "0.5", "--out", out, check=False)
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "decoder.ln.weight" in bad.stderr, bad.stderr

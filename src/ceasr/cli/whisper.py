@@ -1,4 +1,4 @@
-"""Whisper verbs: convert, finetune."""
+"""Whisper verbs: convert, finetune, merge."""
 
 from __future__ import annotations
 
@@ -39,6 +39,12 @@ def _cmd_finetune(args) -> None:
     general = load_rows(args.general_dev) if args.general_dev else None
     result = finetune(args.model, load_rows(args.train), load_rows(args.dev), args.out, cfg, general)
     print(result.table())
+
+
+def _cmd_merge(args) -> None:
+    from ceasr.modeldir import merge_model_dirs
+
+    print(f"wrote {merge_model_dirs(args.base, args.tuned, args.ratio, args.out)}")
 
 
 def _ratios(text: str) -> tuple[float, ...]:
@@ -82,3 +88,10 @@ def add_verbs(verbs) -> None:
     p.add_argument("--max-train", type=int, default=0, help="use this many training utterances (0: all)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="start no epoch after this time (0: no limit)")
     p.set_defaults(func=_cmd_finetune)
+
+    p = verbs.add_parser("merge", help="WiSE-FT: interpolate a fine-tuned model's weights with its base model's")
+    p.add_argument("--base", required=True, help="the model directory fine-tuning started from")
+    p.add_argument("--tuned", required=True, help="the fine-tuned model directory (its config and tokenizer are kept)")
+    p.add_argument("--ratio", type=float, required=True, help="share of the tuned weights: 0 = base, 1 = tuned")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_merge)

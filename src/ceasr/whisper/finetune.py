@@ -40,6 +40,7 @@ from ceasr.errors import AudioError, ConfigError
 from ceasr.io import atomic_write_text
 from ceasr.losses import cross_entropy
 from ceasr.metrics import corpus_errors
+from ceasr.modeldir import export_model, merge_weights
 from ceasr.models.whisper import Whisper
 from ceasr.text.normalize import normalize
 from ceasr.train import checkpoint as ckpt
@@ -50,7 +51,7 @@ from ceasr.whisper.decoding import greedy
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
 from ceasr.whisper.factorized import teacher_forced_logits
 from ceasr.whisper.recognizer import load_whisper_dir
-from ceasr.whisper.selection import EpochReport, FinetuneResult, keep_rule, merge_weights
+from ceasr.whisper.selection import EpochReport, FinetuneResult, keep_rule
 from ceasr.whisper.tokenizer import WhisperTokenizer
 
 
@@ -320,8 +321,6 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
              cfg: WhisperFinetuneConfig = WhisperFinetuneConfig(), general_rows: list[Utterance] | None = None,
              progress: bool = True) -> FinetuneResult:
     """Fine-tune the Whisper model in ``model_dir``; write checkpoints, ``OUT/model`` and ``OUT/finetune.json``."""
-    from ceasr.modeldir import export_model
-
     bad = [r for r in cfg.merge_ratios if not 0.0 < r < 1.0]
     if bad:
         raise ConfigError(f"merge ratios {bad}: each must lie strictly between 0 (pretrained) and 1 (fine-tuned)")

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 
 @dataclass(frozen=True)
 class EpochReport:
@@ -22,11 +20,6 @@ class EpochReport:
     @property
     def name(self) -> str:
         return str(self.epoch) if self.merge == 1.0 else f"{self.epoch}x{self.merge:g}"
-
-
-def merge_weights(pretrained: dict, tuned: dict, ratio: float) -> dict:
-    """``(1 - ratio) * pretrained + ratio * tuned`` for every floating-point tensor (others from ``tuned``)."""
-    return {k: torch.lerp(pretrained[k], v, ratio) if v.is_floating_point() else v for k, v in tuned.items()}
 
 
 @dataclass(frozen=True)
