@@ -17,6 +17,11 @@ Streaming, traced as ``ceasr listen`` is by default:
 test clips (commands, out-of-grammar, noise) are joined by 0.5-1 s of near-silence into one stream fed in
 100 ms chunks to ``CommandSpotter``; latency = stream time at which a command was printed minus the end of
 its speech (energy), plus the compute time of that hop.
+
+With ``--verify DIR`` the recognizer is a cascade (:mod:`ceasr.commands.cascade`): ``--model`` traced screens
+every file with ``--gate``, ``DIR`` decides the rest; the variants and the stream are left out, and the share
+of test files that reached the second stage is printed. RTF is per file: the median, and the total compute
+over the total audio (which the second stage's seconds dominate).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from common import REPO, format_table, header, load_average, median, p90, pin_th
 
 from ceasr.audio import load as load_audio, save as save_audio  # noqa: E402
 from ceasr.commands import jsgf, load_command_set  # noqa: E402
+from ceasr.commands.cascade import CascadeCommandRecognizer  # noqa: E402
 from ceasr.commands.calibrate import det_curve, plot_det, threshold_for_far  # noqa: E402
 from ceasr.commands.recognize import CommandRecognizer, load_command_recognizer  # noqa: E402
 from ceasr.commands.stream import CommandSpotter  # noqa: E402
@@ -110,6 +116,7 @@ def rates(rows: dict[str, list[dict]], threshold: float) -> dict:
     return {"accuracy": correct.mean(), "frr": 1 - acc("in").mean(), "wrong_accepts": (acc("in") & ~correct).mean(),
             "far": acc("oog").mean(), "noise": acc("noise").mean(),
             "rtf": median([r["seconds"] / r["audio_seconds"] for r in files]),
+            "rtf_total": sum(r["seconds"] for r in files) / sum(r["audio_seconds"] for r in files),
             "counts": {k: len(v) for k, v in rows.items()}}
 
 
@@ -163,6 +170,8 @@ def run_stream(crec: CommandRecognizer, sets: dict, clips: int, seed: int = 0) -
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
+    p.add_argument("--verify", help="a second model (e.g. a Whisper directory) deciding what --model does not gate")
+    p.add_argument("--gate", type=float, help="with --verify: --model's confidence below this rejects (config's)")
     p.add_argument("--corpus", required=True, help="folder with the demo corpus's dev.jsonl and test.jsonl")
     p.add_argument("--data", default="runs/commands-data", help="bench/commands_data.py output")
     p.add_argument("--threads", type=int, default=2)
@@ -177,8 +186,12 @@ def main() -> None:
     args = p.parse_args()
     env = pin_threads(args.threads)
     commands = load_command_set("default")
-    crec = load_command_recognizer(args.model)
-    whisper = isinstance(crec, WhisperCommandRecognizer)
+    if args.verify:  # the first stage traced, as ceasr listen runs it
+        gate = {} if args.gate is None else {"gate": args.gate}
+        crec = load_command_recognizer(args.model, jit=True, verify=args.verify, **gate)
+    else:
+        crec = load_command_recognizer(args.model)
+    whisper = isinstance(crec, (WhisperCommandRecognizer, CascadeCommandRecognizer))
     corpus, data = Path(args.corpus), Path(args.data)
     dev = load_sets(corpus, data, "dev", commands, args.limit)
     test = load_sets(corpus, data, "test", commands, args.limit)
@@ -187,7 +200,11 @@ def main() -> None:
     calibrated = threshold_for_far([r["confidence"] for r in dev_rows["oog"]], args.target_far)
     looser = threshold_for_far([r["confidence"] for r in dev_rows["oog"]], args.also_far)
     if whisper:  # no tracing for Whisper, and at ~2 s a file the variants and the stream are left out
+        verified = getattr(crec, "verified", 0)
         rows, stream = run_ceasr({"ceasr": crec}, test), None
+        if args.verify:
+            files = sum(map(len, test.values()))
+            print(f"cascade: gate {crec.gate:g}; {crec.verified - verified} of {files} test files reached {args.verify}")
     else:
         traced = CommandRecognizer(crec.recognizer.traced(), commands, CommandConfig())
         fast = CommandRecognizer(crec.recognizer.int8().traced(), commands, CommandConfig())
@@ -221,10 +238,12 @@ def report(args, table: dict, stream: dict, load: str, test: dict) -> None:
     n = {k: len(v) for k, v in test.items()}
     print(header(args.threads, load, f"test voices: {n['in']} in-grammar, {n['oog']} out-of-grammar, "
                                      f"{n['noise']} noise clips; PocketSphinx single-threaded"))
-    head = ["system", "accuracy %", "FRR %", "wrong accepts %", "FAR %", "noise accepted %", "median RTF"]
+    head = ["system", "accuracy %", "FRR %", "wrong accepts %", "FAR %", "noise accepted %", "median RTF",
+            "total RTF"]
     print(format_table(head, [[name, f"{100 * s['accuracy']:.2f}", f"{100 * s['frr']:.2f}",
                                f"{100 * s['wrong_accepts']:.2f}", f"{100 * s['far']:.2f}",
-                               f"{100 * s['noise']:.2f}", f"{s['rtf']:.4f}"] for name, s in table.items()]))
+                               f"{100 * s['noise']:.2f}", f"{s['rtf']:.4f}", f"{s['rtf_total']:.4f}"]
+                              for name, s in table.items()]))
     if stream is None:
         print("streaming: not measured (a Whisper model)")
     else:

@@ -192,6 +192,7 @@ class CommandConfig:
     # spans at most 2.5 dB, speech at 0 dB SNR 7.9 or more); 0 turns the check off.
     min_spread_db: float = 5.0
     no_speech_threshold: float = 0.6  # Whisper: reject if P(<|nospeech|>) after sot is above (OpenAI's); 1: off
+    gate: float = 0.05  # with a second stage (--verify): first-stage confidence below this rejects without it
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from ceasr.cli.common import add_speed_flags
 def _cmd_command(args) -> None:
     from ceasr.commands.recognize import load_command_recognizer, recognize_files
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, args.int8,
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, args.int8, args.verify,
                                    **_fields(args))
     if recognize_files(crec, args.files, fmt=args.format) == len(args.files):
         raise SystemExit(1)
@@ -23,7 +23,8 @@ def _cmd_listen(args) -> None:
     from ceasr.modeldir import model_kind
 
     jit = args.jit if args.jit is not None else model_kind(args.model) != "whisper"
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, jit, args.int8, **_fields(args))
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, jit, args.int8, args.verify,
+                                   **_fields(args))
     chunk = round(crec.sample_rate * args.chunk_ms / 1000)
     if args.input == "-":
         chunks = pcm_chunks(sys.stdin.buffer, chunk)
@@ -36,7 +37,7 @@ def _cmd_evaluate_commands(args) -> None:
     from ceasr.commands.evaluate import evaluate_commands
     from ceasr.commands.recognize import load_command_recognizer
 
-    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, args.int8,
+    crec = load_command_recognizer(args.model, args.commands, args.threshold, args.jit, args.int8, args.verify,
                                    **_fields(args))
     out = args.out or Path(args.model).resolve().parent / "commands-eval"
     report = evaluate_commands(crec, args.in_grammar, args.out_of_grammar, args.noise_only, out, args.target_far)
@@ -44,7 +45,7 @@ def _cmd_evaluate_commands(args) -> None:
 
 
 def _fields(args) -> dict:
-    given = {"min_spread_db": args.min_spread_db, "no_speech_threshold": args.no_speech_threshold}
+    given = {"min_spread_db": args.min_spread_db, "no_speech_threshold": args.no_speech_threshold, "gate": args.gate}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -59,6 +60,9 @@ def add_verbs(verbs) -> None:
                        "noise, silence; default 5, 0 turns it off)")
         p.add_argument("--no-speech-threshold", type=float, help="Whisper models: reject when the no-speech "
                        "probability is above this (default 0.6, 1 turns it off)")
+        p.add_argument("--verify", metavar="DIR", help="a second model (e.g. Whisper) that decides every clip "
+                       "MODEL does not reject outright (its confidence below --gate); --threshold is its")
+        p.add_argument("--gate", type=float, help="with --verify: MODEL's confidence below this rejects (default 0.05)")
 
     p = verbs.add_parser("command", help="recognize one command per audio file (or reject it)")
     common(p)

@@ -78,6 +78,8 @@ def check_config(cfg: CommandConfig) -> None:
         raise ConfigError(f"commands.min_spread_db={cfg.min_spread_db}: must be >= 0 (0 turns the check off)")
     if not 0.0 <= cfg.no_speech_threshold <= 1.0:
         raise ConfigError(f"commands.no_speech_threshold={cfg.no_speech_threshold}: must be between 0 and 1")
+    if not 0.0 <= cfg.gate <= 1.0:
+        raise ConfigError(f"commands.gate={cfg.gate}: must be between 0 and 1")
     if cfg.beam_size < 1 or cfg.exact_limit < 0:
         raise ConfigError("commands.beam_size must be >= 1 and commands.exact_limit >= 0")
 
@@ -183,25 +185,35 @@ class CommandRecognizer(CommandRecognizerBase):
 
 
 def load_command_recognizer(model_dir, commands: str = "default", threshold: float | None = None,
-                            jit: bool = False, int8: bool = False, **fields) -> CommandRecognizer:
+                            jit: bool = False, int8: bool = False, verify=None, **fields) -> CommandRecognizerBase:
     """A model directory and a command set (a built-in name or a file) as a :class:`CommandRecognizer` (a
     converted Whisper model: a :class:`~ceasr.commands.whisper.WhisperCommandRecognizer`);
     ``threshold`` and other ``fields`` override :class:`~ceasr.config.CommandConfig` defaults; ``jit``
     traces the encoder (:meth:`ceasr.api.Recognizer.traced`), ``int8`` runs its Linear layers in int8
-    (:meth:`ceasr.api.Recognizer.int8`)."""
+    (:meth:`ceasr.api.Recognizer.int8`). With ``verify`` (a second model directory, e.g. Whisper), a
+    :class:`~ceasr.commands.cascade.CascadeCommandRecognizer`: this model screens with ``gate``, that one
+    decides with ``threshold`` (``jit`` and ``int8`` apply to the first)."""
     from ceasr.api import load_model
+    from ceasr.commands.cascade import CascadeCommandRecognizer
     from ceasr.commands.grammar import load_command_set
     from ceasr.commands.whisper import WhisperCommandRecognizer
     from ceasr.whisper.recognizer import WhisperRecognizer
 
     if threshold is not None:
         fields["threshold"] = threshold
-    recognizer = load_model(model_dir, jit=jit, int8=int8)
-    kind = WhisperCommandRecognizer if isinstance(recognizer, WhisperRecognizer) else CommandRecognizer
-    return kind(recognizer, load_command_set(commands), CommandConfig(**fields))
+    cfg, command_set = CommandConfig(**fields), load_command_set(commands)
+
+    def build(recognizer):
+        kind = WhisperCommandRecognizer if isinstance(recognizer, WhisperRecognizer) else CommandRecognizer
+        return kind(recognizer, command_set, cfg)
+
+    first = build(load_model(model_dir, jit=jit, int8=int8))
+    if verify is None:
+        return first
+    return CascadeCommandRecognizer(first, build(load_model(verify)), cfg.gate)
 
 
-def recognize_files(crec: CommandRecognizer, files: list[str], fmt: str = "text", out=None) -> int:
+def recognize_files(crec: CommandRecognizerBase, files: list[str], fmt: str = "text", out=None) -> int:
     """Print ``path<TAB>phrase<TAB>confidence`` (``<rejected>`` for no command) or JSON lines per file;
     returns how many files could not be read (each reported on stderr)."""
     import json
