@@ -99,5 +99,9 @@ def test_command_cli_with_verify(dirs, tmp_path):
     path, phrase, confidence = res.stdout.strip().split("\t")
     assert phrase == want.command.text and float(confidence) == pytest.approx(want.confidence, abs=1e-4)
     assert crec.verified == 1  # gate 0: every clip goes to the second stage
+    listened = ceasr_cli("listen", "--model", ctc, "--verify", whisper, "--gate", "0", "--commands", set_file,
+                         "--threshold", "0", "--input", tmp_path / "a.wav", check=False)
+    assert listened.returncode == 0 and listened.stderr == "", listened.stderr
+    assert listened.stdout and all(len(line.split("\t")) == 4 for line in listened.stdout.splitlines())
     bad = ceasr_cli("command", "--model", ctc, "--verify", whisper, "--gate", "2", tmp_path / "a.wav", check=False)
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "gate=2.0" in bad.stderr, bad.stderr
