@@ -185,7 +185,8 @@ class CommandRecognizer(CommandRecognizerBase):
 
 
 def load_command_recognizer(model_dir, commands: str = "default", threshold: float | None = None,
-                            jit: bool = False, int8: bool = False, verify=None, **fields) -> CommandRecognizerBase:
+                            jit: bool = False, int8: bool = False, verify: str | Path | None = None,
+                            **fields) -> CommandRecognizerBase:
     """A model directory and a command set (a built-in name or a file) as a :class:`CommandRecognizer` (a
     converted Whisper model: a :class:`~ceasr.commands.whisper.WhisperCommandRecognizer`);
     ``threshold`` and other ``fields`` override :class:`~ceasr.config.CommandConfig` defaults; ``jit``
