@@ -51,6 +51,13 @@ def export_model(model: torch.nn.Module, cfg: ExperimentConfig, tokenizer, out_d
     return _write_dir(out_dir, fill)
 
 
+def _check_complete(model_dir: Path) -> None:
+    """Raise a one-line error unless ``model_dir`` has a config, weights and a tokenizer."""
+    for name in (CONFIG, WEIGHTS, TOKENIZER):
+        if not (model_dir / name).exists():
+            raise CeasrError(f"{model_dir}: not a ceasr model directory (no {name})")
+
+
 def merge_weights(pretrained: dict, tuned: dict, ratio: float) -> dict:
     """``(1 - ratio) * pretrained + ratio * tuned`` for every floating-point tensor (others from ``tuned``)."""
     return {k: torch.lerp(pretrained[k].to(v.dtype), v, ratio) if v.is_floating_point() else v
@@ -64,9 +71,7 @@ def merge_model_dirs(base_dir: str | Path, tuned_dir: str | Path, ratio: float, 
         raise ConfigError(f"merge ratio {ratio}: must be between 0 (the base model) and 1 (the tuned model)")
     weights = []
     for d in map(Path, (base_dir, tuned_dir)):
-        for name in (CONFIG, WEIGHTS, TOKENIZER):
-            if not (d / name).exists():
-                raise CeasrError(f"{d}: not a ceasr model directory (no {name})")
+        _check_complete(d)
         weights.append(load_file(str(d / WEIGHTS)))
     base, tuned = weights
     for name in sorted(set(base) | set(tuned)):
@@ -101,9 +106,7 @@ def load_model_dir(model_dir: str | Path):
     from ceasr.text.tokenizer import load_tokenizer, token_languages
 
     model_dir = Path(model_dir)
-    for name in (CONFIG, WEIGHTS, TOKENIZER):
-        if not (model_dir / name).exists():
-            raise CeasrError(f"{model_dir}: not a ceasr model directory (no {name})")
+    _check_complete(model_dir)
     try:
         cfg = from_dict(ExperimentConfig, json.loads((model_dir / CONFIG).read_text()))
     except json.JSONDecodeError as e:
