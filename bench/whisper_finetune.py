@@ -31,6 +31,7 @@ from common import REPO, format_table, header, load_average, pin_threads, write_
 from ceasr.data.manifest import load_rows  # noqa: E402
 from ceasr.train import checkpoint as ckpt  # noqa: E402
 from ceasr.metrics import corpus_errors  # noqa: E402
+from ceasr.whisper.audio import window_frames  # noqa: E402
 from ceasr.whisper.config import WhisperFinetuneConfig  # noqa: E402
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
 from ceasr.whisper.finetune import _prepare, _split, _subset, finetune, greedy_texts  # noqa: E402
@@ -78,6 +79,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-encoder-layers", type=int, default=0, help="also train the top N encoder blocks")
     ap.add_argument("--merge-ratios", default="0.5,0.7", help="WiSE-FT merges with the last epoch (comma-separated)")
+    ap.add_argument("--audio-ctx", type=int, default=0, help="train and decode on windows of this many encoder "
+                    "frames (50 a second; 0: 30 s)")
     args = ap.parse_args()
     pin_threads(args.threads)
     load = load_average()
@@ -92,7 +95,7 @@ def main() -> None:
         label_smoothing=args.label_smoothing, lr_find_steps=args.lr_find_steps if auto else 0,
         encoder_cache=args.encoder_cache or str(work / "encoder-cache"),
         merge_ratios=tuple(float(r) for r in args.merge_ratios.split(",") if r),
-        train_encoder_layers=args.train_encoder_layers)
+        train_encoder_layers=args.train_encoder_layers, audio_ctx=args.audio_ctx)
     start = time.perf_counter()
     result = finetune(base_dir, load_rows(data / "train.jsonl"), _subset(load_rows(data / "dev.jsonl"), args.dev_utts),
                       work / args.out, cfg, general_rows=load_rows(work / "real" / "real.jsonl"))
@@ -107,8 +110,9 @@ def main() -> None:
     if (last_report["epoch"], 1.0) != (kept.epoch, kept.merge):  # what training reached, even if not kept
         models[f"fine-tuned, last (epoch {last_report['epoch']}, not kept)"] = (last_model, EpochReport(**last_report))
     test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
-    cache = EncoderCache(cfg.encoder_cache, encoder_digest(base, _split(base, cfg)))
-    test = _prepare(test_rows, base, tok, cfg, "test", True, cache)
+    frames = window_frames(args.audio_ctx, base.cfg.n_audio_ctx)
+    cache = EncoderCache(cfg.encoder_cache, encoder_digest(base, _split(base, cfg), frames))
+    test = _prepare(test_rows, base, tok, cfg, "test", True, cache, frames)
     assert not test.skipped, "every test utterance is readable"
     rows, wers, hyps = [], {}, {}
     with torch.inference_mode():

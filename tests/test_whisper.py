@@ -87,6 +87,44 @@ def test_windows_cover_long_audio_and_pad_as_each_convention():
     assert torch.allclose(silence[2, :, 502:], full.min().expand(80, 2498))  # frames past the audio
 
 
+def test_short_windows_cut_audio_and_encode_like_a_model_built_that_short(tiny):
+    model, _, _ = tiny
+    assert wa.window_frames(0) == 3000 and wa.window_frames(250) == 500
+    for bad in (-1, 1501):
+        with pytest.raises(CeasrError, match=f"audio_ctx={bad}"):
+            wa.window_frames(bad)
+    x = np.random.default_rng(3).standard_normal(int(16000 * 5.5)).astype(np.float32) * 0.1
+    short = wa.windows(x, 80, "zeros", frames=500)  # 5 s windows: 500 + 50 frames of audio
+    assert short.shape == (2, 80, 500) and torch.all(short[1, :, 50:] == 0)
+    torch.testing.assert_close(short[0], wa.log_mel(x, 80)[:, :500])
+    # The encoder over a 250-frame window is the same network built for 250 positions (its own sinusoids).
+    small = type(model)(dataclasses.replace(model.cfg, n_audio_ctx=250)).eval()
+    weights = {k: v for k, v in model.state_dict().items() if k != "encoder.positional_embedding"}
+    assert small.load_state_dict(weights, strict=False).missing_keys == ["encoder.positional_embedding"]
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(short), small.encode(short), atol=1e-5, rtol=1e-5)
+        for frames in (499, 3002):  # odd, longer than the model's window
+            with pytest.raises(ValueError, match="even number of mel frames up to 3000"):
+                model.encode(torch.zeros(1, 80, frames))
+
+
+def test_a_recognizer_with_audio_ctx_decodes_its_short_windows(tiny, tmp_path):
+    import ceasr
+
+    _, _, root = tiny
+    out = convert_whisper(root / "hf", tmp_path / "m", language="en")
+    wave = (np.random.default_rng(4).standard_normal(int(16000 * 2.5)) * 0.1).astype(np.float32)
+    rec = ceasr.load_model(out, decode=["decode.max_new_tokens=5", "decode.audio_ctx=50"])  # 1 s windows
+    tok, cfg = rec.tokenizer, rec.cfg.decode
+    with torch.no_grad():
+        enc = rec.model.encode(wa.windows(wave, 80, "zeros", frames=100))
+    assert enc.shape[:2] == (3, 50)
+    want = [greedy(rec.model, enc[i : i + 1], torch.tensor([tok.prompt("en")]), tok, cfg)[0][0] for i in range(3)]
+    assert rec.transcribe(wave).text == " ".join(tok.decode(t).strip() for t in want).strip() and any(want)
+    with pytest.raises(CeasrError, match="audio_ctx=2000"):
+        ceasr.load_model(out, decode=["decode.audio_ctx=2000"])
+
+
 def test_tokenizer_round_trips_and_control_tokens(tiny):
     _, hf, _ = tiny
     tok = WhisperTokenizer(hf)

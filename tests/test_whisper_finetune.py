@@ -338,3 +338,34 @@ def test_merge_cli_writes_the_interpolated_model_and_rejects_what_it_cannot_merg
     save_file(b, str(tuned / "model.safetensors"))
     bad = ceasr_cli("merge", "--base", base, "--tuned", tuned, "--ratio", "0.5", "--out", out, check=False)
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "decoder.ln.weight" in bad.stderr, bad.stderr
+
+
+def test_finetuning_on_short_windows_trains_there_and_saves_the_window(tmp_path, capsys):
+    """``audio_ctx`` 50 (1 s windows): the encoder sees (M, 100) windows, a longer utterance is skipped with
+    one line, the encoder cache keys on the window, and the model directory decodes with the same window."""
+    from ceasr.audio import load
+    from ceasr.whisper.audio import windows
+    from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
+
+    base = _tiny_base(tmp_path)
+    rows = _rows(tmp_path)
+    long = tmp_path / "long.wav"
+    sf.write(long, np.zeros(24000, dtype=np.float32), 16000)
+    cfg = WhisperFinetuneConfig(audio_ctx=50, encoder_cache=str(tmp_path / "cache"), merge_ratios=())
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-2, max_epochs=3, warmup_steps=0),
+                              batch_size=1, patience=10)
+    train = rows + [Utterance(str(long), "one", id="long", lang="en")]
+    result = finetune(base, train, rows, tmp_path / "ft", cfg, progress=False)
+    assert result.skipped == 1 and "long.wav: longer than the 1 s window" in capsys.readouterr().err
+    model, dir_cfg, _ = load_whisper_dir(result.model_dir)
+    assert dir_cfg.decode.audio_ctx == 50
+    digest = encoder_digest(model, None, 100)
+    assert digest != encoder_digest(model)
+    assert encoder_digest(model, None, 3000) == encoder_digest(model)  # 30 s entries keep their names
+    with torch.no_grad():
+        want = model.encode(windows(load(rows[2].audio), 80, frames=100))[0]
+    got = EncoderCache(tmp_path / "cache", digest).get(rows[2])
+    assert got.shape == (50, 16)
+    torch.testing.assert_close(got.float(), want, rtol=1e-2, atol=1e-2)  # float16 on disk
+    losses = [e.train_loss for e in result.epochs[1:]]
+    assert losses[-1] < losses[0]

@@ -34,7 +34,7 @@ def _cmd_finetune(args) -> None:
         max_train_utterances=args.max_train, max_minutes=args.max_minutes, encoder_cache=args.encoder_cache or "",
         lr_find_steps=args.lr_find_steps if auto_lr else 0,
         merge_ratios=base.merge_ratios if args.merge_ratios is None else _ratios(args.merge_ratios),
-        train_encoder_layers=args.train_encoder_layers,
+        train_encoder_layers=args.train_encoder_layers, audio_ctx=args.audio_ctx,
     )
     general = load_rows(args.general_dev) if args.general_dev else None
     result = finetune(args.model, load_rows(args.train), load_rows(args.dev), args.out, cfg, general)
@@ -78,6 +78,9 @@ def add_verbs(verbs) -> None:
     p.add_argument("--lr", help="learning rate, or 'auto': the LR range test's suggestion (OUT/lr_find.png)")
     p.add_argument("--lr-find-steps", type=int, default=100, help="steps of the range test for --lr auto")
     p.add_argument("--encoder-cache", help="folder keeping frozen-encoder outputs across runs")
+    p.add_argument("--audio-ctx", type=int, default=0, metavar="T",
+                   help="train on windows of T encoder frames, 50 a second (saved as decode.audio_ctx; "
+                        "0: the model's own, 30 s unless set); longer utterances are skipped")
     p.add_argument("--optimizer")
     p.add_argument("--scheduler")
     p.add_argument("--seed", type=int)

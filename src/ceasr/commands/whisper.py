@@ -1,7 +1,7 @@
 """Grammar-constrained recognition with a converted Whisper model (``ceasr convert whisper``).
 
-Whisper has no CTC head, so its decoder alone judges. For one utterance (its first 30 s window; a command
-is a few seconds):
+Whisper has no CTC head, so its decoder alone judges. For one utterance (its first window, 30 s or
+``decode.audio_ctx``; a command is a few seconds):
 
 * the free transcript ``F``: greedy decoding from ``sot [en] transcribe no_timestamps``, with its total
   log-probability (end token included), as ``ceasr transcribe`` decodes;
@@ -130,7 +130,7 @@ class WhisperCommandRecognizer(CommandRecognizerBase):
     def _recognize(self, waves: list[np.ndarray]) -> list[CommandResult]:
         rec = self.recognizer
         mels = [windows(torch.from_numpy(np.asarray(w, dtype=np.float32)).to(rec.device),
-                        self.model.cfg.n_mels, rec.cfg.decode.window_padding)[0] for w in waves]
+                        self.model.cfg.n_mels, rec.cfg.decode.window_padding, rec.frames)[0] for w in waves]
         enc = self.model.encode(torch.stack(mels))
         prompts = torch.tensor([self.prompt] * len(waves), device=rec.device)
         cross = self.model.decoder.init_cache(enc)  # the audio's keys/values, for the free and forced decoding

@@ -4,8 +4,9 @@ Parameter names follow OpenAI's checkpoints (``encoder.blocks.0.attn.query.weigh
 ``.pt`` state dict loads as is; :mod:`ceasr.whisper.convert` maps the Hugging Face and CTranslate2 names onto
 these. The model rebuilds from :class:`WhisperConfig` alone (OpenAI's ``dims``), stored next to the weights.
 
-Shapes: B batch, M mel bins, F mel frames (2 x the encoder frames), T encoder frames (``n_audio_ctx``),
-L text tokens, D width, V vocabulary.
+Shapes: B batch, M mel bins, F mel frames (2 x the encoder frames), T encoder frames (``n_audio_ctx`` for
+a 30 s window; fewer for a shorter window, which takes the first T positional encodings), L text tokens,
+D width, V vocabulary.
 """
 
 from __future__ import annotations
@@ -141,16 +142,17 @@ class AudioEncoder(nn.Module):
         self.ln_post = nn.LayerNorm(d)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """``mel`` (B, M, F) with F = 2 * n_audio_ctx -> (B, T, D)."""
+        """``mel`` (B, M, F) with F = 2 * T, T <= n_audio_ctx -> (B, T, D)."""
         return self.finish(self.lower(mel, len(self.blocks)), len(self.blocks))
 
     def lower(self, mel: torch.Tensor, stop: int) -> torch.Tensor:
         """The hidden states (B, T, D) after the stem and blocks ``[0, stop)``: what :meth:`finish` takes."""
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # (B, T, D)
-        if x.size(1) != self.positional_embedding.size(0):
-            raise ValueError(f"encoder expects {2 * self.positional_embedding.size(0)} mel frames, got {mel.size(2)}")
-        x = x + self.positional_embedding
+        if mel.size(2) % 2 or x.size(1) > self.positional_embedding.size(0):
+            raise ValueError(f"encoder expects an even number of mel frames up to "
+                             f"{2 * self.positional_embedding.size(0)}, got {mel.size(2)}")
+        x = x + self.positional_embedding[: x.size(1)]
         for block in self.blocks[:stop]:
             x, _ = block(x)
         return x
@@ -210,7 +212,7 @@ class Whisper(nn.Module):
         self.decoder = TextDecoder(cfg)
 
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
-        """``mel`` (B, M, 2 * n_audio_ctx) -> encoder output (B, n_audio_ctx, D)."""
+        """``mel`` (B, M, 2 * T) -> encoder output (B, T, D); T is ``n_audio_ctx`` for a 30 s window."""
         return self.encoder(mel)
 
     def forward(self, mel: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

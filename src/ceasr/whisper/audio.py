@@ -1,9 +1,10 @@
-"""Whisper's log-mel front end: 16 kHz, 25 ms Hann windows every 10 ms, 80 or 128 Slaney mel bins, 30 s windows.
+"""Whisper's log-mel front end: 16 kHz, 25 ms Hann windows every 10 ms, 80 or 128 Slaney mel bins, 30 s windows
+(or shorter ones, :func:`window_frames`).
 
 The steps are OpenAI's: a centred STFT (reflect padding), power spectrum without the last frame, mel
 filterbank (Slaney's mel scale, each triangle scaled to unit area as librosa's ``norm="slaney"``),
 ``log10`` floored at 1e-10, every value at most 8 below the utterance's maximum, then ``(x + 4) / 4``.
-Long audio is cut into windows of 3000 frames (30 s); how the last one is padded is a choice
+Long audio is cut into windows of 3000 frames (30 s; fewer with ``decode.audio_ctx``); how the last one is padded is a choice
 (:data:`WINDOW_PADDING`).
 """
 
@@ -78,32 +79,41 @@ def log_mel(audio: torch.Tensor | np.ndarray, n_mels: int = 80, pad_seconds: flo
     return (log_spec + 4.0) / 4.0
 
 
-def _windows_silence(audio, n_mels: int) -> list[torch.Tensor]:
-    # OpenAI: the spectrogram of the audio followed by 30 s of zeros, cut every 3000 frames.
-    mel = log_mel(audio, n_mels, pad_seconds=CHUNK_SECONDS)  # (M, content + 3000)
+def _windows_silence(audio, n_mels: int, frames: int) -> list[torch.Tensor]:
+    # OpenAI: the spectrogram of the audio followed by a window of zeros, cut every ``frames`` frames.
+    mel = log_mel(audio, n_mels, pad_seconds=frames * HOP / SAMPLE_RATE)  # (M, content + frames)
     content = len(audio) // HOP
-    return [mel[:, s : s + N_FRAMES] for s in range(0, max(content, 1), N_FRAMES)]
+    return [mel[:, s : s + frames] for s in range(0, max(content, 1), frames)]
 
 
-def _windows_zeros(audio, n_mels: int) -> list[torch.Tensor]:
+def _windows_zeros(audio, n_mels: int, frames: int) -> list[torch.Tensor]:
     # faster-whisper: the spectrogram of the audio and one hop of zeros, each window padded with 0.
     mel = log_mel(audio, n_mels, pad_seconds=HOP / SAMPLE_RATE)
     content = len(audio) // HOP
-    cut = [mel[:, s : min(s + N_FRAMES, content)] for s in range(0, max(content, 1), N_FRAMES)]
-    return [torch.nn.functional.pad(w, (0, N_FRAMES - w.size(1))) for w in cut]
+    cut = [mel[:, s : min(s + frames, content)] for s in range(0, max(content, 1), frames)]
+    return [torch.nn.functional.pad(w, (0, frames - w.size(1))) for w in cut]
 
 
-# How the last window is filled up to 30 s: "silence" is OpenAI's (the log-mel of zero samples, i.e. the
-# floor), "zeros" is faster-whisper's (0 after normalization). Both are in use; short clips decode better with
+# How the last window is filled up: "silence" is OpenAI's (the log-mel of zero samples, i.e. the floor),
+# "zeros" is faster-whisper's (0 after normalization). Both are in use; short clips decode better with
 # "zeros" in our measurements, and it makes transcripts comparable with faster-whisper's.
 WINDOW_PADDING = {"zeros": _windows_zeros, "silence": _windows_silence}
 
 
-def windows(audio: torch.Tensor | np.ndarray, n_mels: int = 80, padding: str = "zeros") -> torch.Tensor:
-    """(W, M, 3000) log-mel windows covering the audio, 30 s each, the last one padded (see WINDOW_PADDING).
+def window_frames(audio_ctx: int, n_audio_ctx: int = 1500) -> int:
+    """Mel frames per window for ``decode.audio_ctx`` (encoder frames; 0: the model's full ``n_audio_ctx``,
+    30 s). A shorter window costs the encoder proportionally less (attention: quadratically) and suits short
+    clips, once the decoder has been fine-tuned at that length (``ceasr finetune --audio-ctx``)."""
+    if not 0 <= audio_ctx <= n_audio_ctx:
+        raise ConfigError(f"audio_ctx={audio_ctx}: must be 0 (the full window) or 1..{n_audio_ctx} encoder frames")
+    return 2 * (audio_ctx or n_audio_ctx)
 
-    A clip of at most 30 s gives one window.
+
+def windows(audio: torch.Tensor | np.ndarray, n_mels: int = 80, padding: str = "zeros",
+            frames: int = N_FRAMES) -> torch.Tensor:
+    """(W, M, frames) log-mel windows covering the audio, 30 s each by default (see :func:`window_frames`),
+    the last one padded (see WINDOW_PADDING). A clip no longer than one window gives one window.
     """
     if padding not in WINDOW_PADDING:
         raise ConfigError(f"decode.window_padding={padding!r}: unknown; known: {', '.join(WINDOW_PADDING)}")
-    return torch.stack(WINDOW_PADDING[padding](audio, n_mels))
+    return torch.stack(WINDOW_PADDING[padding](audio, n_mels, frames))

@@ -43,6 +43,7 @@ class WhisperDecodeConfig:
     logprob_threshold: float = -1.0  # mean token log-probability below this: fall back
     seed: int = 0  # for the sampling of the fallback
     window_padding: str = "zeros"  # zeros (faster-whisper's) | silence (OpenAI's); see ceasr.whisper.audio
+    audio_ctx: int = 0  # encoder frames per window (50 a second); 0: the model's 30 s. See window_frames
     # Beam search only, as in DecodeConfig: score = acoustic + lambda * LM + beta * tokens (+ hotword bonus).
     lm: str = ""  # language model directory (ceasr train-lm) or ARPA file; "" decodes without one
     lm_weight: float = 0.5  # lambda
@@ -88,6 +89,9 @@ class WhisperFinetuneConfig:
     max_train_utterances: int = 0  # 0: all; else an evenly spread subset (CPU time boxes)
     max_minutes: float = 0.0  # 0: no limit; else no new epoch starts after this much wall time
     encoder_cache: str = ""  # folder keeping frozen-encoder outputs across runs (ceasr.whisper.encoder_cache)
+    # Train (and decode, saved as decode.audio_ctx) on windows of this many encoder frames, 50 a second;
+    # 0: the base model's decode.audio_ctx (0 there: 30 s). Longer utterances are skipped.
+    audio_ctx: int = 0
     lr_find_steps: int = 0  # > 0: train.lr := the LR range test's suggestion over this many steps first
     lr_find_min: float = 1e-7  # the range test's learning rates, geometric from min to max
     lr_find_max: float = 1e-3

@@ -4,7 +4,7 @@ On a CPU the 30 s window encoder pass (about 2 s per utterance for Whisper base 
 than several decoder epochs, and it is the same in every run that keeps the encoder frozen. An entry is
 one utterance's encoder output (T, D) in float16, stored as ``.npy`` under a name that hashes what the output
 depends on: the encoder's weights (so a fine-tuned model whose encoder was frozen shares the base model's
-entries), the number of mel bins, and the audio (resolved path, offset, duration, file size and
+entries), the number of mel bins, the window length, and the audio (resolved path, offset, duration, file size and
 modification time — a rewritten file misses). Entries are written atomically; a damaged one is recomputed.
 """
 
@@ -19,12 +19,14 @@ import torch
 
 from ceasr.data.manifest import Utterance
 from ceasr.io import atomic_write_bytes
+from ceasr.whisper.audio import N_FRAMES
 
 
-def encoder_digest(model, stop: int | None = None) -> str:
+def encoder_digest(model, stop: int | None = None, frames: int = N_FRAMES) -> str:
     """A hash of the encoder's parameters and buffers (names, shapes, dtypes and values); with ``stop``, of
     what the hidden states after its first ``stop`` blocks depend on (the stem and those blocks), for caches
-    of :meth:`AudioEncoder.lower` outputs."""
+    of :meth:`AudioEncoder.lower` outputs; and of the window length ``frames`` (mel frames) when it is
+    shorter than 30 s (so the 30 s entries kept their names when shorter windows came)."""
     h = hashlib.sha1()
     below = ("conv1.", "conv2.", "positional_embedding", *(f"blocks.{i}." for i in range(stop or 0)))
     for name, t in sorted(model.encoder.state_dict().items()):
@@ -33,6 +35,8 @@ def encoder_digest(model, stop: int | None = None) -> str:
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
         h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     h.update(f"n_mels={model.cfg.n_mels}".encode() + (b"" if stop is None else f"|stop={stop}".encode()))
+    if frames != N_FRAMES:
+        h.update(f"|frames={frames}".encode())
     return h.hexdigest()
 
 

@@ -45,7 +45,7 @@ from ceasr.models.whisper import Whisper
 from ceasr.text.normalize import normalize
 from ceasr.train import checkpoint as ckpt
 from ceasr.train.optim import OPTIMIZERS, build_scheduler
-from ceasr.whisper.audio import N_SAMPLES, SAMPLE_RATE, windows
+from ceasr.whisper.audio import HOP, N_FRAMES, SAMPLE_RATE, window_frames, windows
 from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig
 from ceasr.whisper.decoding import greedy
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
@@ -59,7 +59,7 @@ from ceasr.whisper.tokenizer import WhisperTokenizer
 class Examples:
     """Utterances ready for the model: ``inputs`` are encoder outputs (N, T, D) when the encoder is frozen
     (the hidden states below the trained top blocks with ``train_encoder_layers``), else log-mel windows
-    (N, M, 3000); float16 to halve the memory."""
+    (N, M, 2T; 3000 for 30 s); float16 to halve the memory."""
 
     inputs: torch.Tensor
     targets: list[list[int]]  # text ids, with the leading space Whisper writes
@@ -67,25 +67,26 @@ class Examples:
     skipped: int
 
 
-def _read(utt: Utterance, model: Whisper) -> torch.Tensor:
-    """The utterance's 30 s log-mel window (M, 3000) in float16."""
+def _read(utt: Utterance, model: Whisper, frames: int) -> torch.Tensor:
+    """The utterance's log-mel window (M, frames) in float16."""
     dur = utt.duration if utt.offset or utt.duration else None
     wave = load_audio(utt.audio, offset=utt.offset, duration=dur, sample_rate=SAMPLE_RATE)
-    if len(wave) > N_SAMPLES:
-        raise AudioError(utt.audio, "longer than 30 s; fine-tuning takes one Whisper window per utterance")
-    return windows(wave, model.cfg.n_mels)[0].half()
+    if len(wave) > frames * HOP:
+        raise AudioError(utt.audio, f"longer than the {frames * HOP / SAMPLE_RATE:g} s window; fine-tuning takes "
+                                    "one Whisper window per utterance")
+    return windows(wave, model.cfg.n_mels, frames=frames)[0].half()
 
 
 def _prepare(rows: list[Utterance], model: Whisper, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig,
-             name: str, progress: bool, cache: EncoderCache | None = None) -> Examples:
-    """Read audio, make 30 s log-mel windows (and encoder outputs when frozen, from ``cache`` where it has
-    them); bad rows are reported."""
+             name: str, progress: bool, cache: EncoderCache | None = None, frames: int = N_FRAMES) -> Examples:
+    """Read audio, make log-mel windows of ``frames`` (and encoder outputs when frozen, from ``cache`` where
+    it has them); bad rows are reported."""
     inputs, targets, refs, skipped, todo = [], [], [], 0, []
     for utt in tqdm(rows, desc=f"read {name}", disable=not progress, leave=False):
         hit = cache.get(utt) if cache is not None and cfg.freeze_encoder else None
         if hit is None:
             try:
-                hit = _read(utt, model)
+                hit = _read(utt, model, frames)
             except AudioError as e:
                 print(f"skipped: {e}", file=sys.stderr)
                 skipped += 1
@@ -335,10 +336,12 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     if split is not None:
         for p in [*model.encoder.blocks[split:].parameters(), *model.encoder.ln_post.parameters()]:
             p.requires_grad_(True)
-    cache = EncoderCache(cfg.encoder_cache, encoder_digest(model, split)) if cfg.encoder_cache else None
-    train = _prepare(_subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress, cache)
-    dev = _prepare(dev_rows, model, tok, cfg, "dev", progress, cache)
-    general = _prepare(general_rows, model, tok, cfg, "general", progress, cache) if general_rows else None
+    audio_ctx = cfg.audio_ctx or dir_cfg.decode.audio_ctx
+    frames = window_frames(audio_ctx, model.cfg.n_audio_ctx)
+    cache = EncoderCache(cfg.encoder_cache, encoder_digest(model, split, frames)) if cfg.encoder_cache else None
+    train = _prepare(_subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress, cache, frames)
+    dev = _prepare(dev_rows, model, tok, cfg, "dev", progress, cache, frames)
+    general = _prepare(general_rows, model, tok, cfg, "general", progress, cache, frames) if general_rows else None
     lr_find = _find_lr(model, train, tok, cfg, out_dir, progress) if cfg.lr_find_steps > 0 else None
     if lr_find is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=lr_find.suggested))
@@ -352,6 +355,7 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     if choice.merge != 1.0:
         model.load_state_dict(merge_weights(pretrained, model.state_dict(), choice.merge))
     reports = [dataclasses.replace(r, kept=i == kept) for i, r in enumerate(reports)]
+    dir_cfg = dataclasses.replace(dir_cfg, decode=dataclasses.replace(dir_cfg.decode, audio_ctx=audio_ctx))
     model_out = export_model(model, dir_cfg, tok, out_dir / "model")
     skipped = train.skipped + dev.skipped + (general.skipped if general else 0)
     result = FinetuneResult(reports, kept, model_out, skipped, time.perf_counter() - start, cfg.train.lr)

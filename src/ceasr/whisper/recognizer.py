@@ -19,7 +19,7 @@ from ceasr.audio import load as load_audio
 from ceasr.config import from_dict, with_overrides
 from ceasr.errors import CeasrError, ConfigError
 from ceasr.models.whisper import Whisper
-from ceasr.whisper.audio import SAMPLE_RATE, windows
+from ceasr.whisper.audio import SAMPLE_RATE, window_frames, windows
 from ceasr.whisper.config import WhisperModelDirConfig
 from ceasr.whisper.decoding import WindowResult, decode_windows
 from ceasr.whisper.tokenizer import WhisperTokenizer, load_whisper_tokenizer
@@ -28,7 +28,8 @@ CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer"
 
 
 class WhisperRecognizer:
-    """A Whisper model with its tokenizer and decode options. Audio of any length is cut in 30 s windows."""
+    """A Whisper model with its tokenizer and decode options. Audio of any length is cut in 30 s windows
+    (``decode.audio_ctx``: shorter ones)."""
 
     def __init__(self, model: Whisper, cfg: WhisperModelDirConfig, tokenizer: WhisperTokenizer,
                  device: str = "cpu", window_batch: int = 8, lm=None):
@@ -37,6 +38,7 @@ class WhisperRecognizer:
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        self.frames = window_frames(cfg.decode.audio_ctx, model.cfg.n_audio_ctx)  # mel frames per window
         self.window_batch = window_batch  # windows encoded and decoded together
         # A language model and hotwords see Whisper's tokens as normalized word pieces.
         self.scorers = load_scorers(cfg.decode, lambda: tokenizer.word_pieces, tokenizer.encode_words, lm)
@@ -74,7 +76,7 @@ class WhisperRecognizer:
         mels, owner = [], []
         for i, w in enumerate(waves):
             wave = torch.from_numpy(np.asarray(w, dtype=np.float32)).to(self.device)
-            win = windows(wave, self.model.cfg.n_mels, self.cfg.decode.window_padding)
+            win = windows(wave, self.model.cfg.n_mels, self.cfg.decode.window_padding, self.frames)
             mels.extend(win)
             owner.extend([i] * len(win))
         results: list[WindowResult] = []
