@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from ceasr.commands import parse_command_set
 from ceasr.commands.recognize import load_command_recognizer
-from ceasr.commands.whisper import WhisperCommandRecognizer, score_sequences, start, written_forms
+from ceasr.commands.whisper import WhisperCommandRecognizer, descend, score_sequences, start, written_forms
 from ceasr.config import CommandConfig
 from ceasr.errors import ConfigError
 from ceasr.text.normalize import normalize
@@ -80,6 +80,31 @@ def test_trie_scores_equal_a_full_forward_per_sequence(tiny):
     for seq, (lp, n) in zip(seqs, got):
         assert n == len(seq) + 1
         assert lp == pytest.approx(_brute(model, enc, prompt, seq, masks, tok.eot), abs=1e-4)
+
+
+@torch.inference_mode()
+def test_descent_bounds_the_best_and_the_floor_only_drops_what_falls_below_it(tiny):
+    rec, _ = tiny
+    model, tok = rec.model, rec.tokenizer
+    masks = _Masks(tok, model.cfg.n_vocab, rec.device, True)
+    prompt = tok.prompt("en")
+    seqs = [tuple(tok.encode(f)) for f in [" Turn on the light.", " Turn on.", " Turn", " Stop.", " go", " play"]]
+    enc = model.encode(torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(5)))
+    started = start(model, model.decoder.init_cache(enc), prompt)
+    full = [_brute(model, enc, prompt, s, masks, tok.eot) for s in seqs]
+    bound = descend(model, started, seqs, masks, tok.eot)
+    assert any(bound == pytest.approx(f, abs=1e-4) for f in full) and bound <= max(full) + 1e-4
+    for floor in (bound - 3.0, bound, max(full)):
+        got = score_sequences(model, started, seqs, masks, tok.eot, floor)
+        for s, f, (lp, n) in zip(seqs, full, got):
+            # Kept: every prefix (the sequence without its end) at or above the floor; then exact.
+            kept = _brute(model, enc, prompt, s, masks, tok.eot, end=False) >= floor - 1e-4
+            assert (lp > -math.inf) == kept or abs(_brute(model, enc, prompt, s, masks, tok.eot, False) - floor) < 1e-3
+            if lp > -math.inf:
+                assert lp == pytest.approx(f, abs=1e-4) and n == len(s) + 1
+        best = int(np.argmax(full))
+        assert got[best][0] == pytest.approx(full[best], abs=1e-4)  # the best is never dropped below it
+    assert sum(lp == -math.inf for lp, _ in score_sequences(model, started, seqs, masks, tok.eot, max(full))) > 0
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

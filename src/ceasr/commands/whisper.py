@@ -22,7 +22,10 @@ Whisper has no CTC head, so its decoder alone judges. For one utterance (its fir
 
 The written forms of all phrases share prefixes; they are scored level by level over their prefix trie with
 the decoder's key/value cache, so every distinct prefix runs through the decoder once (the 61 phrases of the
-default set in three forms, 152 sequences of 683 tokens with their end tokens, share 383 prefixes). The encoder's 30 s window is the cost:
+default set in three forms, 152 sequences of 683 tokens with their end tokens, share 383 prefixes). Each
+step projects onto the whole vocabulary (51865 tokens for base), so prefixes that cannot lead to the best
+phrase are not continued: a first descent along the likeliest allowed tokens gives one complete sequence's
+score, and a prefix already further below it than the phrase's forms could make up is dropped. The encoder's 30 s window is the cost:
 this recognizer is for accuracy, ceasr's own CTC models for speed (README: the commands benchmark).
 """
 
@@ -42,6 +45,8 @@ from ceasr.models.whisper import KVCache
 from ceasr.text.normalize import cardinal, normalize
 from ceasr.whisper.audio import windows
 from ceasr.whisper.decoding import _Masks, greedy
+
+PRUNE_SLACK = 10.0  # nats below the bound before a prefix is dropped (see WhisperCommandRecognizer.decide)
 
 # Number words Whisper usually writes as digits ("ten" -> "10"): the one-word cardinals.
 _DIGITS = {cardinal(n): str(n) for n in range(0, 101) if " " not in cardinal(n)}
@@ -70,10 +75,35 @@ def start(model, cross: KVCache, prompt: list[int]) -> tuple[torch.Tensor, KVCac
 
 
 @torch.inference_mode()
+def descend(model, started: tuple[torch.Tensor, KVCache], seqs: list[tuple[int, ...]], masks: _Masks,
+            eot: int) -> float:
+    """``log P(seq + eot | prompt, audio)`` of the one sequence of ``seqs`` reached by taking, from the
+    prompt on, the likeliest allowed next token (a child in their prefix trie, or the end where a sequence
+    ends): a lower bound on the best sequence's, for a few decoder steps of one row."""
+    logits, cache = started
+    level = F.log_softmax(logits[0, -1] + masks.begin, dim=-1)  # (V,)
+    prefix, total, ends = (), 0.0, set(seqs)
+    while True:
+        depth = len(prefix)
+        allowed = {s[depth] for s in seqs if len(s) > depth and s[:depth] == prefix}
+        if prefix in ends:
+            allowed.add(eot)
+        token = max(allowed, key=lambda t: float(level[t]))
+        total += float(level[token])
+        if token == eot:
+            return total
+        prefix += (token,)
+        logits, cache = model.decoder(torch.tensor([[token]], device=logits.device), cache=cache)
+        level = F.log_softmax(logits[0, -1] + masks.always, dim=-1)
+
+
+@torch.inference_mode()
 def score_sequences(model, started: tuple[torch.Tensor, KVCache], seqs: list[tuple[int, ...]], masks: _Masks,
-                    eot: int) -> list[tuple[float, int]]:
+                    eot: int, floor: float = -math.inf) -> list[tuple[float, int]]:
     """``(log P(seq + eot | prompt, audio), len(seq) + 1)`` for each token sequence, after a prompt
-    :func:`start` ran; the decoder runs once per distinct prefix."""
+    :func:`start` ran; the decoder runs once per distinct prefix. A prefix whose log-probability is below
+    ``floor`` is not continued (log-probabilities only fall as tokens are added): its sequences score
+    ``(-inf, 0)``."""
     logits, cache = started
     device = logits.device
     level = F.log_softmax(logits[:, -1] + masks.begin, dim=-1)  # (rows, V): next token after each prefix
@@ -82,9 +112,10 @@ def score_sequences(model, started: tuple[torch.Tensor, KVCache], seqs: list[tup
     depth = 0
     while True:
         for i, s in enumerate(seqs):
-            if len(s) == depth:
+            if len(s) == depth and s in rows:
                 scores[i] = (acc[s] + float(level[rows[s], eot]), depth + 1)
-        nxt = sorted({s[: depth + 1] for s in seqs if len(s) > depth})
+        nxt = sorted({s[: depth + 1] for s in seqs if len(s) > depth and s[:depth] in rows})
+        nxt = [p for p in nxt if acc[p[:-1]] + float(level[rows[p[:-1]], p[-1]]) >= floor]
         if not nxt:
             return scores
         parents = [rows[p[:-1]] for p in nxt]
@@ -151,7 +182,12 @@ class WhisperCommandRecognizer(CommandRecognizerBase):
             seqs.append(tuple(free_tokens))
             owner.append(self.commands.commands.index(match))
         started = start(self.model, cross, self.prompt)
-        scored = score_sequences(self.model, started, seqs, self.masks, tok.eot)
+        # Branch and bound: a phrase's total is at most (its forms) x its best form, so a prefix more than
+        # log(forms) below a complete sequence's score cannot lead to the best phrase; PRUNE_SLACK more
+        # keeps the totals of the phrases that can exact to float precision (what is cut is < e^-10 of them).
+        forms = max(owner.count(i) for i in set(owner))
+        floor = descend(self.model, started, seqs, self.masks, tok.eot) - math.log(forms) - PRUNE_SLACK
+        scored = score_sequences(self.model, started, seqs, self.masks, tok.eot, floor)
         per_phrase: dict[int, list[tuple[float, int]]] = {}
         for i, s in zip(owner, scored):
             per_phrase.setdefault(i, []).append(s)
