@@ -25,8 +25,10 @@ the decoder's key/value cache, so every distinct prefix runs through the decoder
 default set in three forms, 152 sequences of 683 tokens with their end tokens, share 383 prefixes). Each
 step projects onto the whole vocabulary (51865 tokens for base), so prefixes that cannot lead to the best
 phrase are not continued: a first descent along the likeliest allowed tokens gives one complete sequence's
-score, and a prefix already further below it than the phrase's forms could make up is dropped. The encoder's 30 s window is the cost:
-this recognizer is for accuracy, ceasr's own CTC models for speed (README: the commands benchmark).
+score, and a prefix already further below it than the phrase's forms could make up is dropped.
+
+Even so, this recognizer is for accuracy, ceasr's own CTC models for speed (README: the commands benchmark);
+a model fine-tuned in short windows (``ceasr finetune --audio-ctx``) makes the encoder's share small.
 """
 
 from __future__ import annotations

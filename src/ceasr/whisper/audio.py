@@ -4,8 +4,8 @@
 The steps are OpenAI's: a centred STFT (reflect padding), power spectrum without the last frame, mel
 filterbank (Slaney's mel scale, each triangle scaled to unit area as librosa's ``norm="slaney"``),
 ``log10`` floored at 1e-10, every value at most 8 below the utterance's maximum, then ``(x + 4) / 4``.
-Long audio is cut into windows of 3000 frames (30 s; fewer with ``decode.audio_ctx``); how the last one is padded is a choice
-(:data:`WINDOW_PADDING`).
+Long audio is cut into windows of 3000 frames (30 s; fewer with ``decode.audio_ctx``); how the last one is
+padded is a choice (:data:`WINDOW_PADDING`).
 """
 
 from __future__ import annotations
