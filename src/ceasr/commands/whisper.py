@@ -185,8 +185,8 @@ class WhisperCommandRecognizer(CommandRecognizerBase):
             owner.append(self.commands.commands.index(match))
         started = start(self.model, cross, self.prompt)
         # Branch and bound: a phrase's total is at most (its forms) x its best form, so a prefix more than
-        # log(forms) below a complete sequence's score cannot lead to the best phrase; PRUNE_SLACK more
-        # keeps the totals of the phrases that can exact to float precision (what is cut is < e^-10 of them).
+        # log(forms) below a complete sequence's score cannot lead to the best phrase; PRUNE_SLACK more keeps
+        # the totals of the phrases that can win exact to float precision (what they lose is < e^-10 of them).
         forms = max(owner.count(i) for i in set(owner))
         floor = descend(self.model, started, seqs, self.masks, tok.eot) - math.log(forms) - PRUNE_SLACK
         scored = score_sequences(self.model, started, seqs, self.masks, tok.eot, floor)
