@@ -67,13 +67,20 @@ def test_written_forms():
     assert written_forms("twenty one") == [" Twenty one.", " 20 1.", " twenty one"]
 
 
-@torch.inference_mode()
-def test_trie_scores_equal_a_full_forward_per_sequence(tiny):
+FORMS = [" Turn on the light.", " Turn on.", " Turn", " Stop.", " go"]
+
+
+def _scoring(tiny, forms: list[str]):
+    """(model, tokenizer, masks, English prompt, the forms as token sequences) of the tiny recognizer."""
     rec, _ = tiny
     model, tok = rec.model, rec.tokenizer
-    masks = _Masks(tok, model.cfg.n_vocab, rec.device, True)
-    prompt = tok.prompt("en")
-    seqs = [tuple(tok.encode(f)) for f in [" Turn on the light.", " Turn on.", " Turn", " Stop.", " go"]]
+    return model, tok, _Masks(tok, model.cfg.n_vocab, rec.device, True), tok.prompt("en"), \
+        [tuple(tok.encode(f)) for f in forms]
+
+
+@torch.inference_mode()
+def test_trie_scores_equal_a_full_forward_per_sequence(tiny):
+    model, tok, masks, prompt, seqs = _scoring(tiny, FORMS)
     seqs.append(seqs[0])  # a repeat scores the same
     enc = model.encode(torch.randn(1, 80, 3000))
     got = score_sequences(model, start(model, model.decoder.init_cache(enc), prompt), seqs, masks, tok.eot)
@@ -84,11 +91,7 @@ def test_trie_scores_equal_a_full_forward_per_sequence(tiny):
 
 @torch.inference_mode()
 def test_descent_bounds_the_best_and_the_floor_only_drops_what_falls_below_it(tiny):
-    rec, _ = tiny
-    model, tok = rec.model, rec.tokenizer
-    masks = _Masks(tok, model.cfg.n_vocab, rec.device, True)
-    prompt = tok.prompt("en")
-    seqs = [tuple(tok.encode(f)) for f in [" Turn on the light.", " Turn on.", " Turn", " Stop.", " go", " play"]]
+    model, tok, masks, prompt, seqs = _scoring(tiny, FORMS + [" play"])
     enc = model.encode(torch.randn(1, 80, 3000, generator=torch.Generator().manual_seed(5)))
     started = start(model, model.decoder.init_cache(enc), prompt)
     full = [_brute(model, enc, prompt, s, masks, tok.eot) for s in seqs]
