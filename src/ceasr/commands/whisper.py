@@ -116,12 +116,13 @@ def score_sequences(model, started: tuple[torch.Tensor, KVCache], seqs: list[tup
         for i, s in enumerate(seqs):
             if len(s) == depth and s in rows:
                 scores[i] = (acc[s] + float(level[rows[s], eot]), depth + 1)
-        nxt = sorted({s[: depth + 1] for s in seqs if len(s) > depth and s[:depth] in rows})
-        nxt = [p for p in nxt if acc[p[:-1]] + float(level[rows[p[:-1]], p[-1]]) >= floor]
+        grown = {p: acc[p[:-1]] + float(level[rows[p[:-1]], p[-1]])
+                 for p in {s[: depth + 1] for s in seqs if len(s) > depth and s[:depth] in rows}}
+        nxt = sorted(p for p, lp in grown.items() if lp >= floor)
         if not nxt:
             return scores
         parents = [rows[p[:-1]] for p in nxt]
-        acc = {p: acc[p[:-1]] + float(level[r, p[-1]]) for p, r in zip(nxt, parents)}
+        acc = {p: grown[p] for p in nxt}
         cache = cache.select(torch.tensor(parents, device=device))
         logits, cache = model.decoder(torch.tensor([[p[-1]] for p in nxt], device=device), cache=cache)
         level = F.log_softmax(logits[:, -1] + masks.always, dim=-1)
