@@ -104,13 +104,14 @@ def main() -> None:
     base, _, tok = load_whisper_dir(base_dir)
     models = {"zero-shot (converted base)": (base, result.epochs[0])}
     kept = result.kept_report
-    models[f"fine-tuned, kept (epoch {kept.name})"] = (load_whisper_dir(result.model_dir)[0], kept)
+    kept_model, kept_cfg, _ = load_whisper_dir(result.model_dir)
+    models[f"fine-tuned, kept (epoch {kept.name})"] = (kept_model, kept)
     last = ckpt.latest_checkpoint(work / args.out)
     last_model, last_report = _with_checkpoint(base_dir, last)
     if (last_report["epoch"], 1.0) != (kept.epoch, kept.merge):  # what training reached, even if not kept
         models[f"fine-tuned, last (epoch {last_report['epoch']}, not kept)"] = (last_model, EpochReport(**last_report))
     test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
-    frames = window_frames(args.audio_ctx, base.cfg.n_audio_ctx)
+    frames = window_frames(kept_cfg.decode.audio_ctx, base.cfg.n_audio_ctx)  # the window fine-tuning used
     cache = EncoderCache(cfg.encoder_cache, encoder_digest(base, _split(base, cfg), frames))
     test = _prepare(test_rows, base, tok, cfg, "test", True, cache, frames)
     assert not test.skipped, "every test utterance is readable"
