@@ -4,8 +4,9 @@ Run after bench/whisper_finetune.py (its model and encoder cache) and bench/lm.p
 the train transcripts, and its hotword sentences):
 ``.venv/bin/python bench/whisper_lm.py [--model runs/whisper-bench/ft-all-tok/model] [--threads 2]``
 
-The encoder is the frozen pretrained one, so every utterance's encoder output comes from the fine-tuning cache
-(``runs/whisper-bench/encoder-cache``; utterances not in it are encoded once and added). Systems, all English,
+Each utterance's encoder output (in the model's own window, ``decode.audio_ctx``) comes from the encoder cache
+(``runs/whisper-bench/encoder-cache``, shared with the fine-tuning runs when their encoder was frozen;
+utterances not in it are encoded once and added). Systems, all English,
 on the demo corpus's dev and test splits (held-out voices): greedy, beam 5, and beam 5 with the word 3-gram
 fused (lambda and beta chosen on a dev grid, test never tuned on); with ``--noises``, also on the test audio
 with each noise at ``--snr`` dB (``ceasr.robustness`` as in bench/lm.py, seed 0). Hotwords: the teens
@@ -36,6 +37,7 @@ from ceasr.lm import load_lm  # noqa: E402
 from ceasr.metrics import corpus_errors  # noqa: E402
 from ceasr.robustness import Condition, corrupt_manifest  # noqa: E402
 from ceasr.text.normalize import normalize  # noqa: E402
+from ceasr.whisper.audio import window_frames  # noqa: E402
 from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig  # noqa: E402
 from ceasr.whisper.decoding import decode_encoded  # noqa: E402
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
@@ -72,13 +74,13 @@ def parse_args():
 class Sets:
     """Encoder outputs and normalized references of each set, from the fine-tuning's cache."""
 
-    def __init__(self, model, tok, cache_dir: str):
-        self.model, self.tok = model, tok
+    def __init__(self, model, tok, cache_dir: str, frames: int):
+        self.model, self.tok, self.frames = model, tok, frames
         self.cfg = dataclasses.replace(WhisperFinetuneConfig(), encoder_cache=cache_dir)
-        self.cache = EncoderCache(cache_dir, encoder_digest(model, _split(model, self.cfg)))
+        self.cache = EncoderCache(cache_dir, encoder_digest(model, _split(model, self.cfg), frames))
 
     def load(self, rows, name: str):
-        ex = _prepare(rows, self.model, self.tok, self.cfg, name, True, self.cache)
+        ex = _prepare(rows, self.model, self.tok, self.cfg, name, True, self.cache, self.frames)
         assert not ex.skipped, f"{name}: every utterance is readable"
         return ex.inputs, ex.refs
 
@@ -97,8 +99,8 @@ def main() -> None:
     args = parse_args()
     pin_threads(args.threads)
     load = load_average()
-    model, _, tok = load_whisper_dir(args.model)
-    sets = Sets(model, tok, args.cache)
+    model, dir_cfg, tok = load_whisper_dir(args.model)
+    sets = Sets(model, tok, args.cache, window_frames(dir_cfg.decode.audio_ctx, model.cfg.n_audio_ctx))
     data, hot = Path(args.data), Path(args.hotwords)
     dev = sets.load(_subset(load_rows(data / "dev.jsonl"), args.dev_utts), "dev")
     test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
