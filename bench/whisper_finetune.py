@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--merge-ratios", default="0.5,0.7", help="WiSE-FT merges with the last epoch (comma-separated)")
     ap.add_argument("--audio-ctx", type=int, default=0, help="train and decode on windows of this many encoder "
                     "frames (50 a second; 0: 30 s)")
+    ap.add_argument("--seed", type=int, default=0, help="the batch order's (and any dropout's) random seed")
     args = ap.parse_args()
     pin_threads(args.threads)
     load = load_average()
@@ -90,7 +91,7 @@ def main() -> None:
     auto = args.lr == "auto"
     cfg = dataclasses.replace(
         cfg, train=dataclasses.replace(cfg.train, lr=cfg.train.lr if auto else float(args.lr), max_epochs=args.epochs,
-                                       warmup_steps=10),
+                                       warmup_steps=10, seed=args.seed),
         max_train_utterances=args.train_utts, max_minutes=args.minutes, batch_size=8, patience=2,
         label_smoothing=args.label_smoothing, lr_find_steps=args.lr_find_steps if auto else 0,
         encoder_cache=args.encoder_cache or str(work / "encoder-cache"),
