@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--merge-ratios", default="0.5,0.7", help="WiSE-FT merges with the last epoch (comma-separated)")
     ap.add_argument("--audio-ctx", type=int, default=0, help="train and decode on windows of this many encoder "
                     "frames (50 a second; 0: 30 s)")
-    ap.add_argument("--seed", type=int, default=0, help="the batch order's (and any dropout's) random seed")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the batch order (train.seed)")
     args = ap.parse_args()
     pin_threads(args.threads)
     load = load_average()
