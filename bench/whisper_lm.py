@@ -72,7 +72,7 @@ def parse_args():
 
 
 class Sets:
-    """Encoder outputs and normalized references of each set, from the fine-tuning's cache."""
+    """Encoder outputs (from the encoder cache, in the model's window) and normalized references of each set."""
 
     def __init__(self, model, tok, cache_dir: str, frames: int):
         self.model, self.tok, self.frames = model, tok, frames
