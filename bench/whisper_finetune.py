@@ -78,10 +78,12 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=12.0, help="no new epoch after this much training time")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--train-encoder-layers", type=int, default=0, help="also train the top N encoder blocks")
-    ap.add_argument("--merge-ratios", default="0.5,0.7", help="WiSE-FT merges with the last epoch (comma-separated)")
+    ap.add_argument("--merge-ratios", default="0.5,0.7", help="WiSE-FT merges with the final weights (comma-separated)")
     ap.add_argument("--audio-ctx", type=int, default=0, help="train and decode on windows of this many encoder "
                     "frames (50 a second; 0: 30 s)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the batch order (train.seed)")
+    ap.add_argument("--average-last", type=int, default=1, help="k > 1: the mean of the last k epochs is one more "
+                    "candidate, and the merges are of it (train.average_last)")
     args = ap.parse_args()
     pin_threads(args.threads)
     load = load_average()
@@ -91,7 +93,8 @@ def main() -> None:
     auto = args.lr == "auto"
     cfg = dataclasses.replace(
         cfg, train=dataclasses.replace(cfg.train, lr=cfg.train.lr if auto else float(args.lr), max_epochs=args.epochs,
-                                       warmup_steps=10, seed=args.seed),
+                                       warmup_steps=10, seed=args.seed,
+                                       average_last=args.average_last),
         max_train_utterances=args.train_utts, max_minutes=args.minutes, batch_size=8, patience=2,
         label_smoothing=args.label_smoothing, lr_find_steps=args.lr_find_steps if auto else 0,
         encoder_cache=args.encoder_cache or str(work / "encoder-cache"),
@@ -109,7 +112,7 @@ def main() -> None:
     models[f"fine-tuned, kept (epoch {kept.name})"] = (kept_model, kept)
     last = ckpt.latest_checkpoint(work / args.out)
     last_model, last_report = _with_checkpoint(base_dir, last)
-    if (last_report["epoch"], 1.0) != (kept.epoch, kept.merge):  # what training reached, even if not kept
+    if (last_report["epoch"], 1.0, 1) != (kept.epoch, kept.merge, kept.averaged):  # what training reached
         models[f"fine-tuned, last (epoch {last_report['epoch']}, not kept)"] = (last_model, EpochReport(**last_report))
     test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
     frames = window_frames(kept_cfg.decode.audio_ctx, base.cfg.n_audio_ctx)  # the window fine-tuning used

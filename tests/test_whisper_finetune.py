@@ -128,6 +128,45 @@ def test_a_kept_merge_is_exported_as_the_interpolated_weights(tmp_path, monkeypa
         ft.finetune(base, rows, rows, tmp_path / "bad", WhisperFinetuneConfig(merge_ratios=(1.0,)), progress=False)
 
 
+@pytest.mark.parametrize("pick", ["2-3", "2-3x0.3"])
+def test_the_mean_of_the_last_epochs_is_a_candidate_and_what_merges_start_from(tmp_path, monkeypatch, pick):
+    from safetensors.torch import load_file
+
+    import ceasr.whisper.finetune as ft
+    from ceasr.train.checkpoint import list_checkpoints
+
+    base = _tiny_base(tmp_path)
+    rows = _rows(tmp_path)
+    cfg = WhisperFinetuneConfig(merge_ratios=(0.3,))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-2, max_epochs=3, warmup_steps=0,
+                                                             average_last=2), batch_size=2, patience=10)
+    names = []
+
+    def pick_by_name(reports, _):  # during training: the newest epoch; at the end: the candidate ``pick``
+        names[:] = [r.name for r in reports]
+        return names.index(pick) if pick in names else len(reports) - 1
+
+    monkeypatch.setattr(ft, "keep_rule", pick_by_name)
+    result = ft.finetune(base, rows, rows, tmp_path / "ft", cfg, progress=False)
+    assert names == ["0", "1", "2", "3", "2-3", "2-3x0.3"]
+    mean = result.epochs[4]
+    assert (mean.epoch, mean.averaged, mean.merge, mean.train_loss) == (3, 2, 1.0, None)
+    # The checkpoints of epochs 2 and 3 (steps 4 and 6: two batches an epoch) outlive keep_last=1.
+    epoch2, epoch3 = (load_file(str(p / "model.safetensors")) for p in list_checkpoints(tmp_path / "ft")[-2:])
+    pretrained = load_file(str(base / "model.safetensors"))
+    exported = load_file(str(result.model_dir / "model.safetensors"))
+    share = 1.0 if pick == "2-3" else 0.3
+    assert not torch.equal(epoch2["decoder.ln.weight"], epoch3["decoder.ln.weight"])
+    for name, w in exported.items():
+        expected = (1 - share) * pretrained[name] + share * (epoch2[name] + epoch3[name]) / 2
+        torch.testing.assert_close(w, expected, msg=name)
+    report = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert report["kept_name"] == pick
+    with pytest.raises(ConfigError, match="average_last"):
+        bad = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, average_last=0))
+        ft.finetune(base, rows, rows, tmp_path / "bad", bad, progress=False)
+
+
 def test_layer_decay_and_frozen_encoder_param_groups():
     model = tiny_model(320)
     for p in model.encoder.parameters():

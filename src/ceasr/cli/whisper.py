@@ -26,7 +26,8 @@ def _cmd_finetune(args) -> None:
     if lr is not None and not lr > 0:
         raise ConfigError(f"--lr: expected a positive number or 'auto', got {args.lr!r}")
     train_fields = {k: v for k, v in {"lr": lr, "max_epochs": args.epochs, "optimizer": args.optimizer,
-                                      "scheduler": args.scheduler, "seed": args.seed}.items() if v is not None}
+                                      "scheduler": args.scheduler, "seed": args.seed,
+                                      "average_last": args.average_last}.items() if v is not None}
     cfg = dataclasses.replace(
         base, train=dataclasses.replace(base.train, **train_fields), freeze_encoder=not args.train_encoder,
         layer_decay=args.layer_decay, batch_size=args.batch_size, label_smoothing=args.label_smoothing,
@@ -68,8 +69,11 @@ def add_verbs(verbs) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--general-dev", help="general-speech manifest to watch for forgetting (before/after)")
     p.add_argument("--max-forgetting", type=float, default=1.0, help="WER points the general set may lose")
-    p.add_argument("--merge-ratios", help="WiSE-FT candidates: r * last epoch + (1 - r) * pretrained, "
-                   "comma-separated (default 0.5,0.7), or none")
+    p.add_argument("--merge-ratios", help="WiSE-FT candidates: r * final weights (the last epoch, or the mean of "
+                   "--average-last) + (1 - r) * pretrained, comma-separated (default 0.5,0.7), or none")
+    p.add_argument("--average-last", type=int, metavar="K",
+                   help="K > 1: the mean of the last K epochs' weights is one more candidate, and the merges are "
+                        "of it (default 1: the merges are of the last epoch)")
     p.add_argument("--train-encoder", action="store_true", help="train everything (default: frozen encoder)")
     p.add_argument("--train-encoder-layers", type=int, default=0, metavar="N",
                    help="with the encoder frozen, still train its top N blocks (on cached states below them)")

@@ -74,6 +74,7 @@ class WhisperFinetuneConfig:
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         lr=2e-5, scheduler="constant", warmup_steps=20, max_epochs=5, weight_decay=0.0, grad_clip=1.0, keep_last=1,
+        average_last=1,  # k > 1: the mean of the last k epochs is one more candidate and what the merges start from
     ))
     freeze_encoder: bool = True  # train the decoder only, on encoder outputs computed once
     # With freeze_encoder: also train the top N encoder blocks and its final LayerNorm, on cached hidden
@@ -84,7 +85,8 @@ class WhisperFinetuneConfig:
     label_smoothing: float = 0.0  # 0.1 with lr 1e-4 made Whisper base forget real speech (bench/whisper_finetune.py)
     patience: int = 2  # stop after this many epochs without a better dev WER
     max_forgetting: float = 1.0  # WER points the general-speech dev set may lose before a checkpoint is rejected
-    merge_ratios: tuple[float, ...] = (0.5, 0.7)  # WiSE-FT candidates (1 - r) * pretrained + r * last epoch; () = none
+    # WiSE-FT candidates (1 - r) * pretrained + r * final weights (the last epoch, or the mean: train.average_last)
+    merge_ratios: tuple[float, ...] = (0.5, 0.7)  # () = none
     language: str = "en"
     max_train_utterances: int = 0  # 0: all; else an evenly spread subset (CPU time boxes)
     max_minutes: float = 0.0  # 0: no limit; else no new epoch starts after this much wall time

@@ -8,16 +8,18 @@ encoder blocks, which train with the decoder (N blocks' passes per epoch instead
 gives each depth ``lr * layer_decay ** (depths above it)``. Every epoch ends with a checkpoint
 (``OUT/checkpoints``) and a greedy decode of the dev set (and of the optional general-speech dev set).
 
-Weight-space merges (WiSE-FT, Wortsman et al. 2022): after the last epoch, each ``merge_ratios`` entry r
-gives one more candidate, the weights (1 - r) * pretrained + r * last epoch, decoded like an epoch. Such
-a merge often keeps most of the gain on the new domain and little of the forgetting.
+Averaged weights (icefall's habit): with ``train.average_last`` k > 1, the mean of the last k epochs' weights
+(fewer if fewer were trained, at least 2) is one more candidate, and it becomes the *final weights*;
+otherwise the final weights are the last epoch's. Weight-space merges (WiSE-FT, Wortsman et al. 2022): each
+``merge_ratios`` entry r gives one more candidate, (1 - r) * pretrained + r * final weights, decoded like an
+epoch. Such a merge often keeps most of the gain on the new domain and little of the forgetting.
 
 Keep rule (guarding against forgetting): the kept model is the candidate with the lowest dev WER among the
-pretrained model (epoch 0), the epochs and the merges whose general-speech WER is at most the pretrained
-model's plus ``max_forgetting`` points (every candidate qualifies without a general set); ties go to the
-lower general-speech WER, then the earlier epoch, then the smaller ratio. Training stops early after
-``patience`` epochs without a better dev WER. ``OUT/model`` is the kept model; ``OUT/finetune.json`` the
-report.
+pretrained model (epoch 0), the epochs, the mean and the merges whose general-speech WER is at most the
+pretrained model's plus ``max_forgetting`` points (every candidate qualifies without a general set); ties go
+to the lower general-speech WER, then the earlier epoch, the single epoch over the mean, the smaller ratio.
+Training stops early after ``patience`` epochs without a better dev WER. ``OUT/model`` is the kept model;
+``OUT/finetune.json`` the report.
 """
 
 from __future__ import annotations
@@ -193,10 +195,10 @@ def dev_wer(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFin
 
 
 def _evaluate(model: Whisper, sets, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig, epoch: int,
-              loss: float | None, merge: float = 1.0) -> EpochReport:
+              loss: float | None, merge: float = 1.0, averaged: int = 1) -> EpochReport:
     _, dev, general = sets
     gen_wer = dev_wer(model, general, tok, cfg) if general else None
-    return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer, merge=merge)
+    return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer, merge=merge, averaged=averaged)
 
 
 def _step(model, ex, idx, prompt, tok, cfg, optimizer) -> float:
@@ -281,7 +283,7 @@ def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> 
         paths[epoch] = save(step, epoch)
         kept = keep_rule(reports, cfg.max_forgetting)  # only ever moves to the newest epoch, so never a pruned one
         ckpt.mark_best(out_dir, paths[kept], "dev_wer", reports[kept].dev_wer)
-        ckpt.prune(out_dir, cfg.train.keep_last)
+        ckpt.prune(out_dir, max(cfg.train.keep_last, cfg.train.average_last))
         print(f"epoch {epoch}: train loss {loss:.4f}, dev WER {reports[-1].dev_wer:.2f}%"
               + (f", general WER {reports[-1].general_wer:.2f}%" if general else ""), file=sys.stderr)
         stale = 0 if reports[-1].dev_wer < min(r.dev_wer for r in reports[:-1]) else stale + 1
@@ -293,20 +295,50 @@ def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> 
     return reports, paths
 
 
-def _merges(model: Whisper, pretrained: dict, epoch: int, sets, tok, cfg: WhisperFinetuneConfig) -> list:
-    """Evaluate ``cfg.merge_ratios`` merges of the pretrained weights with ``model``'s (epoch ``epoch``);
-    ``model`` ends with its own weights back."""
+def _averaged(last: int, cfg: WhisperFinetuneConfig) -> int:
+    """How many epochs the mean candidate averages after ``last`` epochs: 1 (no mean) unless at least 2."""
+    k = min(cfg.train.average_last, last)
+    return k if k >= 2 else 1
+
+
+def _final_weights(model: Whisper, paths: dict, last: int, sets, tok, cfg: WhisperFinetuneConfig) -> list:
+    """Load the final weights into ``model``: the mean of the last epochs' checkpoints (reported as one more
+    candidate), or the last epoch's weights as they are (no report)."""
+    k = _averaged(last, cfg)
+    if k == 1:
+        return []
+    model.load_state_dict(ckpt.average_checkpoints([paths[e] for e in range(last - k + 1, last + 1)]))
+    report = _evaluate(model, sets, tok, cfg, last, None, averaged=k)
+    _say(report, "mean of epochs", sets)
+    return [report]
+
+
+def _merges(model: Whisper, pretrained: dict, epoch: int, averaged: int, sets, tok, cfg: WhisperFinetuneConfig) -> list:
+    """Evaluate ``cfg.merge_ratios`` merges of the pretrained weights with ``model``'s (the final weights:
+    epoch ``epoch``, or the mean of ``averaged`` epochs ending there); ``model`` ends with its own weights back."""
     if epoch == 0 or not cfg.merge_ratios:
         return []
     tuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
     reports = []
     for ratio in cfg.merge_ratios:
         model.load_state_dict(merge_weights(pretrained, tuned, ratio))
-        reports.append(_evaluate(model, sets, tok, cfg, epoch, None, merge=ratio))
-        print(f"merge {ratio:g} x epoch {epoch}: dev WER {reports[-1].dev_wer:.2f}%"
-              + (f", general WER {reports[-1].general_wer:.2f}%" if sets[2] else ""), file=sys.stderr)
+        reports.append(_evaluate(model, sets, tok, cfg, epoch, None, merge=ratio, averaged=averaged))
+        _say(reports[-1], "merge", sets)
     model.load_state_dict(tuned)
     return reports
+
+
+def _say(report: EpochReport, what: str, sets) -> None:
+    print(f"{what} {report.name}: dev WER {report.dev_wer:.2f}%"
+          + (f", general WER {report.general_wer:.2f}%" if sets[2] else ""), file=sys.stderr)
+
+
+def _candidate_weights(model: Whisper, choice: EpochReport, paths: dict, pretrained: dict) -> None:
+    """Load the weights of the candidate ``choice`` into ``model``."""
+    first = choice.epoch - choice.averaged + 1
+    model.load_state_dict(ckpt.average_checkpoints([paths[e] for e in range(first, choice.epoch + 1)]))
+    if choice.merge != 1.0:
+        model.load_state_dict(merge_weights(pretrained, model.state_dict(), choice.merge))
 
 
 def _check_encoder_layers(model: Whisper, cfg: WhisperFinetuneConfig) -> None:
@@ -325,6 +357,8 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     bad = [r for r in cfg.merge_ratios if not 0.0 < r < 1.0]
     if bad:
         raise ConfigError(f"merge ratios {bad}: each must lie strictly between 0 (pretrained) and 1 (fine-tuned)")
+    if cfg.train.average_last < 1:
+        raise ConfigError(f"average_last={cfg.train.average_last}: the number of last epochs to average, at least 1")
     start = time.perf_counter()
     out_dir = Path(out_dir)
     model, dir_cfg, tok = load_whisper_dir(model_dir)
@@ -348,12 +382,12 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     sets = (train, dev, general)
     pretrained = {k: v.detach().clone() for k, v in model.state_dict().items()}
     reports, paths = _fit(model, tok, cfg, sets, out_dir, progress, start)
-    reports += _merges(model, pretrained, reports[-1].epoch, sets, tok, cfg)
+    last = reports[-1].epoch
+    reports += _final_weights(model, paths, last, sets, tok, cfg)
+    reports += _merges(model, pretrained, last, _averaged(last, cfg), sets, tok, cfg)
     kept = keep_rule(reports, cfg.max_forgetting)
     choice = reports[kept]
-    ckpt.load_checkpoint(paths[choice.epoch], model, restore_rng=False)
-    if choice.merge != 1.0:
-        model.load_state_dict(merge_weights(pretrained, model.state_dict(), choice.merge))
+    _candidate_weights(model, choice, paths, pretrained)
     reports = [dataclasses.replace(r, kept=i == kept) for i, r in enumerate(reports)]
     dir_cfg = dataclasses.replace(dir_cfg, decode=dataclasses.replace(dir_cfg.decode, audio_ctx=audio_ctx))
     model_out = export_model(model, dir_cfg, tok, out_dir / "model")
@@ -361,9 +395,9 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     result = FinetuneResult(reports, kept, model_out, skipped, time.perf_counter() - start, cfg.train.lr)
     atomic_write_text(out_dir / "finetune.json", json.dumps({
         "config": to_dict(cfg), "epochs": [dataclasses.asdict(r) for r in reports], "kept_epoch": choice.epoch,
-        "kept_merge": choice.merge,
-        "keep_rule": f"lowest dev WER among epoch 0, the epochs and their merges with general WER <= epoch 0's + "
-                     f"{cfg.max_forgetting}",
+        "kept_merge": choice.merge, "kept_name": choice.name,
+        "keep_rule": f"lowest dev WER among epoch 0, the epochs, their mean and the merges with general WER <= "
+                     f"epoch 0's + {cfg.max_forgetting}",
         "model_dir": str(model_out), "skipped": skipped, "seconds": result.seconds,
         "lr_find": None if lr_find is None else {"suggested": lr_find.suggested, "steepest": lr_find.steepest,
                                                  "at_minimum": lr_find.at_minimum, "diverged": lr_find.diverged},

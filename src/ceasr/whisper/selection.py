@@ -1,5 +1,6 @@
-"""What fine-tuning chooses between: the candidates (the pretrained model, each epoch, each merge of the last
-epoch with the pretrained weights), their reports, and the keep rule (see :mod:`ceasr.whisper.finetune`).
+"""What fine-tuning chooses between: the candidates (the pretrained model, each epoch, the mean of the last
+epochs' weights, each merge of the final weights with the pretrained ones), their reports, and the keep rule
+(see :mod:`ceasr.whisper.finetune`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ class EpochReport:
     general_wer: float | None
     kept: bool = False
     merge: float = 1.0  # share of this epoch's weights in a merge with the pretrained ones; 1 = the epoch itself
+    averaged: int = 1  # the weights are the mean of this many epochs' ending at ``epoch``; 1 = the epoch alone
 
     @property
     def name(self) -> str:
-        return str(self.epoch) if self.merge == 1.0 else f"{self.epoch}x{self.merge:g}"
+        """``3``: epoch 3; ``2-3``: the mean of epochs 2 and 3; ``3x0.7`` and ``2-3x0.7``: merges of those."""
+        weights = str(self.epoch) if self.averaged == 1 else f"{self.epoch - self.averaged + 1}-{self.epoch}"
+        return weights if self.merge == 1.0 else f"{weights}x{self.merge:g}"
 
 
 @dataclass(frozen=True)
@@ -40,13 +44,13 @@ class FinetuneResult:
         return self.kept_report.epoch
 
     def table(self) -> str:
-        """One line per candidate (epoch 0 = before fine-tuning, ``4x0.5`` = a merge with epoch 4); the last
-        line states what was kept."""
-        lines = ["epoch  train_loss  dev_WER  general_WER  kept"]
+        """One line per candidate (epoch 0 = before fine-tuning, ``3-4`` = the mean of epochs 3 and 4, ``4x0.5`` =
+        a merge with epoch 4); the last line states what was kept."""
+        lines = ["   epoch  train_loss  dev_WER  general_WER  kept"]
         for e in self.epochs:
             loss = "-" if e.train_loss is None else f"{e.train_loss:.4f}"
             gen = "-" if e.general_wer is None else f"{e.general_wer:.2f}"
-            lines.append(f"{e.name:>5}  {loss:>10}  {e.dev_wer:>7.2f}  {gen:>11}  {'*' if e.kept else ''}")
+            lines.append(f"{e.name:>8}  {loss:>10}  {e.dev_wer:>7.2f}  {gen:>11}  {'*' if e.kept else ''}")
         best = self.kept_report
         lines.append(f"kept epoch {best.name}: dev WER {best.dev_wer:.2f}% -> {self.model_dir} "
                      f"({self.seconds:.0f} s, lr {self.lr:.3g}, {self.skipped} skipped)")
@@ -55,9 +59,10 @@ class FinetuneResult:
 
 def keep_rule(reports: list[EpochReport], max_forgetting: float) -> int:
     """The keep rule: the index of the lowest dev WER among epoch 0 and the candidates that forgot at most
-    ``max_forgetting`` points; ties go to the lower general WER, then the earlier epoch, the smaller ratio."""
+    ``max_forgetting`` points; ties go to the lower general WER, then the earlier epoch, the single epoch over
+    a mean, the smaller ratio."""
     base = reports[0].general_wer
     allowed = [i for i, r in enumerate(reports)
                if i == 0 or base is None or r.general_wer <= base + max_forgetting]
     r = reports
-    return min(allowed, key=lambda i: (r[i].dev_wer, r[i].general_wer or 0.0, r[i].epoch, r[i].merge))
+    return min(allowed, key=lambda i: (r[i].dev_wer, r[i].general_wer or 0.0, r[i].epoch, r[i].averaged, r[i].merge))
