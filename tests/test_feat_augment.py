@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace as dataclasses_replace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from ceasr.data.feat_augment import (
     deemphasis_weights,
     mel_centers,
     passband_fraction,
+    stretch_time,
     warp_matrix,
 )
 from ceasr.errors import ConfigError
@@ -185,6 +187,34 @@ def test_zero_probabilities_change_nothing_and_lonely_babble_is_skipped():
     torch.testing.assert_close(babble(x, lens), x)  # no other utterance in the batch to babble with
 
 
+def test_stretch_time_resamples_a_ramp_to_the_ramp_of_the_new_length():
+    t, f = 11, 4
+    ramp = torch.linspace(-3.0, 7.0, t)[:, None] * torch.arange(1.0, f + 1)  # frame i: (-3 + i) * (1..F)
+    for n in (6, 11, 15):
+        out = stretch_time(ramp, n)
+        expected = torch.linspace(-3.0, 7.0, n)[:, None] * torch.arange(1.0, f + 1)
+        torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(stretch_time(ramp[:1], 3), ramp[:1].expand(3, -1))
+
+
+def test_tempo_changes_lengths_by_the_rate_and_pads_with_zeros():
+    x, lens = batch_of(speechlike(0), speechlike(1)[: SR // 2], speechlike(2)[: SR // 10])
+    cfg = FeatAugmentConfig(enabled=True, tempo_prob=1.0, tempo=(1.25, 1.25))  # 25 % faster: 4/5 of the frames
+    out, new = FeatAugment(cfg, FEATS).tempo(x, lens, torch.Generator().manual_seed(0), min_frames=8)
+    n = lens.tolist()
+    assert new.tolist() == [round(n[0] / 1.25), round(n[1] / 1.25), 8] and n[2] / 1.25 < 8 == n[2]
+    assert out.shape[1] == max(new.tolist())
+    for b in range(3):
+        torch.testing.assert_close(out[b, : new[b]], stretch_time(x[b, : n[b]], int(new[b])))
+        assert torch.all(out[b, new[b]:] == 0)
+    slow, slow_lens = FeatAugment(dataclasses_replace(cfg, tempo=(0.8, 0.8)), FEATS).tempo(x, lens)
+    assert slow_lens.tolist() == [round(k / 0.8) for k in n] and slow.shape[1] > x.shape[1]
+    generator = torch.Generator().manual_seed(0)
+    state = generator.get_state()
+    same, same_lens = FeatAugment(FeatAugmentConfig(enabled=True), FEATS).tempo(x, lens, generator)
+    assert same is x and same_lens is lens and torch.equal(generator.get_state(), state)  # off: no draws
+
+
 def test_babble_adds_the_other_utterances_energy():
     x, lens = batch_of(speechlike(0), speechlike(1))
     cfg = FeatAugmentConfig(enabled=True, noise_prob=1.0, noise_kinds="babble", snr_db=(0.0, 0.0))
@@ -201,6 +231,7 @@ def test_babble_adds_the_other_utterances_energy():
     (dict(warp=(1.1, 0.9)), "warp"),
     (dict(snr_db=(20.0, 5.0)), "snr_db"),
     (dict(bandlimit_hz=(7000.0, 3400.0)), "bandlimit_hz"),
+    (dict(tempo=(0.0, 1.1)), "tempo"),
 ])
 def test_bad_settings_are_named(bad, match):
     with pytest.raises(ConfigError, match=match):

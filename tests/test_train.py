@@ -40,7 +40,8 @@ def resume_config(max_steps: int):
     """Dropout, feature augmentation and SpecAugment on, accumulation over 2 batches: all randomness must come
     back on resume."""
     cfg = tiny_config(max_steps=max_steps, accum_steps=2, spec_augment=True, average_last=2, best_by="wer")
-    feat_augment = FeatAugmentConfig(enabled=True, warp_prob=0.5, reverb_prob=0.5, noise_prob=0.5, gain_prob=0.5)
+    feat_augment = FeatAugmentConfig(enabled=True, warp_prob=0.5, reverb_prob=0.5, noise_prob=0.5, gain_prob=0.5,
+                                     tempo_prob=0.5)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dropout=0.1), feat_augment=feat_augment)
 
 

@@ -139,6 +139,9 @@ class FeatAugmentConfig:
     bandlimit_prob: float = 0.0
     bandlimit_hz: tuple[float, float] = (3400.0, 7000.0)  # cut-off frequency
     bandlimit_stop_db: tuple[float, float] = (40.0, 70.0)  # attenuation above it
+    # Tempo: the item played r times as fast, pitch unchanged (its frames resampled along time to n / r).
+    tempo_prob: float = 0.0
+    tempo: tuple[float, float] = (0.9, 1.1)
 
 
 @dataclass(frozen=True)

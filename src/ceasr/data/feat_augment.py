@@ -30,6 +30,11 @@ elementwise ops and one small matrix product:
   filter weight that lies below ``c`` and attenuates the rest by ``s`` dB: ``x + log(p_m + 10**(-s/10))``
   (exact for a spectrum flat within each filter and an ideal filter).
 
+- **tempo** (:meth:`FeatAugment.tempo`, before the rest, since it changes lengths): the item played ``r``
+  times as fast without a change of pitch, its frames resampled along time (linear interpolation between
+  neighbouring frames) to ``round(n / r)``: new speaking rates, what the time axis of Kaldi's 3-way speed
+  perturbation gives, at the cost of one interpolation per item (the pitch and formant side is VTLP's).
+
 Order per item: warp (the voice), band limit (the channel), reverberation (the room), noise, gain (the
 microphone). Padding frames stay 0. Each item's draws come from the caller's ``torch.Generator``, so a
 step's augmentation is fixed by its seed.
@@ -126,11 +131,11 @@ class FeatAugment:
         if unknown or (cfg.noise_prob > 0 and not kinds):
             raise ConfigError(f"feat_augment.noise_kinds: unknown {', '.join(unknown) or '(none given)'}; "
                               f"known: {', '.join((*NOISE_COLORS, 'babble'))}")
-        for name in ("warp", "rt60", "drr_db", "snr_db", "gain_db", "bandlimit_hz", "bandlimit_stop_db"):
+        for name in ("warp", "rt60", "drr_db", "snr_db", "gain_db", "bandlimit_hz", "bandlimit_stop_db", "tempo"):
             low, high = getattr(cfg, name)
             if low > high:
                 raise ConfigError(f"feat_augment.{name}: low {low} > high {high}")
-        for name in ("warp", "rt60"):
+        for name in ("warp", "rt60", "tempo"):
             if getattr(cfg, name)[0] <= 0:
                 raise ConfigError(f"feat_augment.{name}: must be > 0, got {getattr(cfg, name)[0]}")
         self.cfg, self.kinds, self.features = cfg, kinds, features
@@ -177,6 +182,27 @@ class FeatAugment:
             out[b, :n] = item
         return out
 
+    def tempo(self, x: Tensor, lens: Tensor, generator: torch.Generator | None = None,
+              min_frames: int = 1) -> tuple[Tensor, Tensor]:
+        """With ``tempo_prob``, each item of ``x`` (B, T, F) played at a rate drawn from ``tempo``:
+        :func:`stretch_time`; items never shrink below ``min_frames`` (or their own length, if shorter).
+        Returns the new zero-padded batch and lengths; draws nothing when ``tempo_prob`` is 0."""
+        if self.cfg.tempo_prob <= 0:
+            return x, lens
+        u = torch.rand(x.shape[0], 2, generator=generator, dtype=torch.float64)
+        items, new_lens = [], []
+        for b, n in enumerate(lens.tolist()):
+            item = x[b, :n]
+            if n > 0 and u[b, 0] < self.cfg.tempo_prob:
+                target = max(round(n / _between(self.cfg.tempo, u[b, 1])), min(n, min_frames))
+                item = stretch_time(item, target)
+            items.append(item)
+            new_lens.append(len(item))
+        out = x.new_zeros(len(items), max(new_lens), x.shape[2])
+        for b, item in enumerate(items):
+            out[b, : len(item)] = item
+        return out, torch.tensor(new_lens, dtype=lens.dtype, device=lens.device)
+
     def _noise(self, kind: str, x: Tensor, lens: Tensor, b: int, n: int, generator) -> Tensor | None:
         """(n, F) log-mel noise for item ``b``: a random stretch of the colour's bank, or babble of 1-3 other
         items of the batch (None when the batch has no other item)."""
@@ -195,6 +221,20 @@ class FeatAugment:
 def _between(bounds: tuple[float, float], u: Tensor) -> float:
     low, high = bounds
     return float(low + (high - low) * u)
+
+
+def stretch_time(feats: Tensor, n: int) -> Tensor:
+    """``feats`` (T, F) resampled along time to ``n`` frames: output frame ``j`` is read at input position
+    ``j (T - 1) / (n - 1)`` (first and last frames kept), linearly between the two nearest frames."""
+    t = feats.shape[0]
+    if n == t:
+        return feats
+    if t == 1 or n == 1:
+        return feats[:1].expand(n, -1).clone()
+    pos = torch.arange(n, dtype=torch.float64) * ((t - 1) / (n - 1))
+    lo = pos.floor().long().clamp(max=t - 2)
+    frac = (pos - lo).to(feats.dtype)[:, None]
+    return feats[lo] * (1 - frac) + feats[lo + 1] * frac
 
 
 def loop_frames(feats: Tensor, start: int, n: int) -> Tensor:

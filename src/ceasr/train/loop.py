@@ -291,17 +291,19 @@ def train_step(run: Run, group: list[Batch], step: int) -> dict | None:
 def _forward(run: Run, batch: Batch, step: int, index: int, norm: float):
     """Loss and stats of one batch, with feature augmentation and SpecAugment drawn from a generator seeded by
     (seed, step, index, rank)."""
-    feats = batch.feats
+    feats, lens = batch.feats, batch.feat_lens
     generator = torch.Generator().manual_seed(_seed_of(run.cfg.train.seed, step, run.d.rank, index + 1))
     if run.feat_aug is not None:
-        feats = run.feat_aug(feats, batch.feat_lens, generator=generator)
+        min_frames = getattr(getattr(run.model, "embed", None), "min_frames", 1)
+        feats, lens = run.feat_aug.tempo(feats, lens, generator=generator, min_frames=min_frames)
+        feats = run.feat_aug(feats, lens, generator=generator)
     if run.spec is not None:
         # Masked cells become the value the model's normalization maps to 0 (SpecAugment's intent);
         # padding stays exactly 0 since (0 - m) + m == 0.
-        shift = run.model.normalize.shift(feats, batch.feat_lens)
-        feats = run.spec(feats - shift, batch.feat_lens, generator=generator) + shift
+        shift = run.model.normalize.shift(feats, lens)
+        feats = run.spec(feats - shift, lens, generator=generator) + shift
     with autocast(run.cfg.train.precision, run.d.device):
-        return run.net(feats, batch.feat_lens, batch.ys, batch.ys_lens, norm=norm)
+        return run.net(feats, lens, batch.ys, batch.ys_lens, norm=norm)
 
 
 def _seed_of(*key: int) -> int:
