@@ -57,6 +57,7 @@ from ceasr.features import _EPS, Fbank, fft_size, kaldi_mel_banks, mel_scale
 LOG_FLOOR = math.log(_EPS)
 NOISE_SECONDS = 10.0  # of each colour in the bank; items longer than that loop it
 WARP_BOUNDARY = 0.85  # the linear warp bends at this fraction of the filterbank's top frequency
+PAD_MULTIPLE = 16  # frames: the batch length after a tempo change is rounded up to a multiple of this
 
 
 def top_freq(cfg: FeatureConfig) -> float:
@@ -198,7 +199,9 @@ class FeatAugment:
                 item = stretch_time(item, target)
             items.append(item)
             new_lens.append(len(item))
-        out = x.new_zeros(len(items), max(new_lens), x.shape[2])
+        # Padded to a multiple of PAD_MULTIPLE frames: stretched batches come in a few lengths, so the kernels
+        # chosen (and cached) for one batch shape serve the next ones.
+        out = x.new_zeros(len(items), -(-max(new_lens) // PAD_MULTIPLE) * PAD_MULTIPLE, x.shape[2])
         for b, item in enumerate(items):
             out[b, : len(item)] = item
         return out, torch.tensor(new_lens, dtype=lens.dtype, device=lens.device)
