@@ -56,10 +56,8 @@ def test_bilingual_demo_is_the_english_recipe_with_its_own_tokenizer_epochs_lr_a
     en, zh = to_dict(load_config(demo_config_path("en"))), to_dict(load_config(demo_config_path("zh-en")))
     differs = {(s, f) for s in en for f in en[s] if en[s][f] != zh[s][f]}
     assert differs == {("tokenizer", "kind"), ("train", "max_epochs"), ("train", "lr"),
-                       ("feat_augment", "reverb_prob"), ("feat_augment", "noise_prob"),
-                       ("feat_augment", "tempo_prob")}
+                       ("feat_augment", "reverb_prob"), ("feat_augment", "noise_prob")}
     assert zh["feat_augment"]["reverb_prob"] == zh["feat_augment"]["noise_prob"] == 0.0
-    assert zh["feat_augment"]["tempo_prob"] == 0.0
     assert zh["tokenizer"]["kind"] == "bilingual"
 
 
