@@ -201,7 +201,7 @@ def test_stretch_time_resamples_a_ramp_to_the_ramp_of_the_new_length():
 def test_tempo_changes_lengths_by_the_rate_and_pads_with_zeros():
     x, lens = batch_of(speechlike(0), speechlike(1)[: SR // 2], speechlike(2)[: SR // 10])
     cfg = FeatAugmentConfig(enabled=True, tempo_prob=1.0, tempo=(1.25, 1.25))  # 25 % faster: 4/5 of the frames
-    out, new = FeatAugment(cfg, FEATS).tempo(x, lens, torch.Generator().manual_seed(0), min_frames=8)
+    out, new = FeatAugment(cfg, FEATS, min_frames=8).tempo(x, lens, torch.Generator().manual_seed(0))
     n = lens.tolist()
     assert new.tolist() == [round(n[0] / 1.25), round(n[1] / 1.25), 8] and n[2] / 1.25 < 8 == n[2]
     assert out.shape[1] == -(-max(new.tolist()) // PAD_MULTIPLE) * PAD_MULTIPLE  # a few batch lengths only

@@ -126,7 +126,8 @@ def band_limit(feats: Tensor, passed: Tensor, stop_db: float) -> Tensor:
 class FeatAugment:
     """Applies a :class:`~ceasr.config.FeatAugmentConfig` to raw (un-normalized) log-mel batches."""
 
-    def __init__(self, cfg: FeatAugmentConfig, features: FeatureConfig, seed: int = 0):
+    def __init__(self, cfg: FeatAugmentConfig, features: FeatureConfig, seed: int = 0, min_frames: int = 1):
+        """``min_frames``: the shortest input the model takes; :meth:`tempo` never shortens an item below it."""
         kinds = split_kinds(cfg.noise_kinds)
         unknown = [k for k in kinds if k not in (*NOISE_COLORS, "babble")]
         if unknown or (cfg.noise_prob > 0 and not kinds):
@@ -139,7 +140,7 @@ class FeatAugment:
         for name in ("warp", "rt60", "tempo"):
             if getattr(cfg, name)[0] <= 0:
                 raise ConfigError(f"feat_augment.{name}: must be > 0, got {getattr(cfg, name)[0]}")
-        self.cfg, self.kinds, self.features = cfg, kinds, features
+        self.cfg, self.kinds, self.features, self.min_frames = cfg, kinds, features, min_frames
         self.snr_weights = deemphasis_weights(features)
         self.centers = mel_centers(features)
         self.hop = features.frame_shift_ms / 1000
@@ -183,8 +184,7 @@ class FeatAugment:
             out[b, :n] = item
         return out
 
-    def tempo(self, x: Tensor, lens: Tensor, generator: torch.Generator | None = None,
-              min_frames: int = 1) -> tuple[Tensor, Tensor]:
+    def tempo(self, x: Tensor, lens: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """With ``tempo_prob``, each item of ``x`` (B, T, F) played at a rate drawn from ``tempo``:
         :func:`stretch_time`; items never shrink below ``min_frames`` (or their own length, if shorter).
         Returns the new zero-padded batch and lengths; draws nothing when ``tempo_prob`` is 0."""
@@ -195,7 +195,7 @@ class FeatAugment:
         for b, n in enumerate(lens.tolist()):
             item = x[b, :n]
             if n > 0 and u[b, 0] < self.cfg.tempo_prob:
-                target = max(round(n / _between(self.cfg.tempo, u[b, 1])), min(n, min_frames))
+                target = max(round(n / _between(self.cfg.tempo, u[b, 1])), min(n, self.min_frames))
                 item = stretch_time(item, target)
             items.append(item)
             new_lens.append(len(item))

@@ -184,13 +184,13 @@ def build_run(
         unused = cfg.model.ctc_weight in (0.0, 1.0)
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused)
     spec = SpecAugment() if tc.spec_augment else None
-    feat_aug = FeatAugment(cfg.feat_augment, cfg.features, seed=tc.seed) if cfg.feat_augment.enabled else None
+    min_frames = getattr(getattr(model, "embed", None), "min_frames", 1)
+    feat_aug = FeatAugment(cfg.feat_augment, cfg.features, tc.seed, min_frames) if cfg.feat_augment.enabled else None
     augmented = None
     if cfg.augment.enabled:
         from ceasr.data.augment import Augmenter
 
         augmenter = Augmenter(cfg.augment, babble_sources=train_set.waves, sr=cfg.features.sample_rate)
-        min_frames = getattr(getattr(model, "embed", None), "min_frames", 1)
         augmented = AugmentedDataset(train_set, augmenter, seed=tc.seed, min_frames=min_frames)
     return Run(
         cfg, out_dir, d, tokenizer, model, net, optimizer, scheduler, sampler, train_set, augmented, dev_set,
@@ -294,8 +294,7 @@ def _forward(run: Run, batch: Batch, step: int, index: int, norm: float):
     feats, lens = batch.feats, batch.feat_lens
     generator = torch.Generator().manual_seed(_seed_of(run.cfg.train.seed, step, run.d.rank, index + 1))
     if run.feat_aug is not None:
-        min_frames = getattr(getattr(run.model, "embed", None), "min_frames", 1)
-        feats, lens = run.feat_aug.tempo(feats, lens, generator=generator, min_frames=min_frames)
+        feats, lens = run.feat_aug.tempo(feats, lens, generator=generator)
         feats = run.feat_aug(feats, lens, generator=generator)
     if run.spec is not None:
         # Masked cells become the value the model's normalization maps to 0 (SpecAugment's intent);
