@@ -262,7 +262,7 @@ def _optimizer(model: Whisper, cfg: WhisperFinetuneConfig, n_train: int):
 
 def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> tuple[list[EpochReport], dict]:
     """Epochs until ``max_epochs``, ``patience`` or the time box; returns the reports and checkpoint paths."""
-    train, _, general = sets
+    train = sets[0]
     optimizer, scheduler = _optimizer(model, cfg, len(train.targets))
     gen = torch.Generator().manual_seed(cfg.train.seed)
     prompt = tok.prompt(cfg.language)
@@ -284,8 +284,7 @@ def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> 
         kept = keep_rule(reports, cfg.max_forgetting)  # only ever moves to the newest epoch, so never a pruned one
         ckpt.mark_best(out_dir, paths[kept], "dev_wer", reports[kept].dev_wer)
         ckpt.prune(out_dir, max(cfg.train.keep_last, cfg.train.average_last))
-        print(f"epoch {epoch}: train loss {loss:.4f}, dev WER {reports[-1].dev_wer:.2f}%"
-              + (f", general WER {reports[-1].general_wer:.2f}%" if general else ""), file=sys.stderr)
+        _say(reports[-1], "epoch", sets)
         stale = 0 if reports[-1].dev_wer < min(r.dev_wer for r in reports[:-1]) else stale + 1
         if stale >= cfg.patience:
             break
@@ -329,7 +328,9 @@ def _merges(model: Whisper, pretrained: dict, epoch: int, averaged: int, sets, t
 
 
 def _say(report: EpochReport, what: str, sets) -> None:
-    print(f"{what} {report.name}: dev WER {report.dev_wer:.2f}%"
+    """One line on stderr: ``epoch 3: train loss .., dev WER ..%, general WER ..%`` (the last with a general set)."""
+    loss = "" if report.train_loss is None else f" train loss {report.train_loss:.4f},"
+    print(f"{what} {report.name}:{loss} dev WER {report.dev_wer:.2f}%"
           + (f", general WER {report.general_wer:.2f}%" if sets[2] else ""), file=sys.stderr)
 
 
