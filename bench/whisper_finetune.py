@@ -34,7 +34,8 @@ from ceasr.metrics import corpus_errors  # noqa: E402
 from ceasr.whisper.audio import window_frames  # noqa: E402
 from ceasr.whisper.config import WhisperFinetuneConfig  # noqa: E402
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
-from ceasr.whisper.finetune import _prepare, _split, _subset, finetune, greedy_texts  # noqa: E402
+from ceasr.whisper.examples import encoder_split, prepare, subset  # noqa: E402
+from ceasr.whisper.finetune import finetune, greedy_texts  # noqa: E402
 from ceasr.whisper.selection import EpochReport  # noqa: E402
 from ceasr.whisper.recognizer import load_whisper_dir  # noqa: E402
 
@@ -101,7 +102,7 @@ def main() -> None:
         merge_ratios=tuple(float(r) for r in args.merge_ratios.split(",") if r),
         train_encoder_layers=args.train_encoder_layers, audio_ctx=args.audio_ctx)
     start = time.perf_counter()
-    result = finetune(base_dir, load_rows(data / "train.jsonl"), _subset(load_rows(data / "dev.jsonl"), args.dev_utts),
+    result = finetune(base_dir, load_rows(data / "train.jsonl"), subset(load_rows(data / "dev.jsonl"), args.dev_utts),
                       work / args.out, cfg, general_rows=load_rows(work / "real" / "real.jsonl"))
     train_seconds = time.perf_counter() - start
 
@@ -114,10 +115,10 @@ def main() -> None:
     last_model, last_report = _with_checkpoint(base_dir, last)
     if (last_report["epoch"], 1.0, 1) != (kept.epoch, kept.merge, kept.averaged):  # what training reached
         models[f"fine-tuned, last (epoch {last_report['epoch']}, not kept)"] = (last_model, EpochReport(**last_report))
-    test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
+    test_rows = subset(load_rows(data / "test.jsonl"), args.test_utts)
     frames = window_frames(kept_cfg.decode.audio_ctx, base.cfg.n_audio_ctx)  # the window fine-tuning used
-    cache = EncoderCache(cfg.encoder_cache, encoder_digest(base, _split(base, cfg), frames))
-    test = _prepare(test_rows, base, tok, cfg, "test", True, cache, frames)
+    cache = EncoderCache(cfg.encoder_cache, encoder_digest(base, encoder_split(base, cfg), frames))
+    test = prepare(test_rows, base, tok, cfg, "test", True, cache, frames)
     assert not test.skipped, "every test utterance is readable"
     rows, wers, hyps = [], {}, {}
     with torch.inference_mode():

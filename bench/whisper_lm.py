@@ -41,7 +41,7 @@ from ceasr.whisper.audio import window_frames  # noqa: E402
 from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig  # noqa: E402
 from ceasr.whisper.decoding import decode_encoded  # noqa: E402
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest  # noqa: E402
-from ceasr.whisper.finetune import _prepare, _split, _subset  # noqa: E402
+from ceasr.whisper.examples import encoder_split, prepare, subset  # noqa: E402
 from ceasr.whisper.recognizer import load_whisper_dir  # noqa: E402
 
 LM_WEIGHTS = (0.1, 0.25, 0.5)
@@ -77,10 +77,10 @@ class Sets:
     def __init__(self, model, tok, cache_dir: str, frames: int):
         self.model, self.tok, self.frames = model, tok, frames
         self.cfg = dataclasses.replace(WhisperFinetuneConfig(), encoder_cache=cache_dir)
-        self.cache = EncoderCache(cache_dir, encoder_digest(model, _split(model, self.cfg), frames))
+        self.cache = EncoderCache(cache_dir, encoder_digest(model, encoder_split(model, self.cfg), frames))
 
     def load(self, rows, name: str):
-        ex = _prepare(rows, self.model, self.tok, self.cfg, name, True, self.cache, self.frames)
+        ex = prepare(rows, self.model, self.tok, self.cfg, name, True, self.cache, self.frames)
         assert not ex.skipped, f"{name}: every utterance is readable"
         return ex.inputs, ex.refs
 
@@ -102,12 +102,12 @@ def main() -> None:
     model, dir_cfg, tok = load_whisper_dir(args.model)
     sets = Sets(model, tok, args.cache, window_frames(dir_cfg.decode.audio_ctx, model.cfg.n_audio_ctx))
     data, hot = Path(args.data), Path(args.hotwords)
-    dev = sets.load(_subset(load_rows(data / "dev.jsonl"), args.dev_utts), "dev")
-    test_rows = _subset(load_rows(data / "test.jsonl"), args.test_utts)
+    dev = sets.load(subset(load_rows(data / "dev.jsonl"), args.dev_utts), "dev")
+    test_rows = subset(load_rows(data / "test.jsonl"), args.test_utts)
     test = sets.load(test_rows, "test")  # clean
     if not args.no_hotwords:
-        hot_dev = sets.load(_subset(load_rows(hot / "dev.jsonl"), args.test_utts), "hotword dev")
-        hot_test = sets.load(_subset(load_rows(hot / "test.jsonl"), args.test_utts), "hotword test")
+        hot_dev = sets.load(subset(load_rows(hot / "dev.jsonl"), args.test_utts), "hotword dev")
+        hot_test = sets.load(subset(load_rows(hot / "test.jsonl"), args.test_utts), "hotword test")
     beam = WhisperDecodeConfig(method="beam", beam_size=args.beam, language="en")
     hot_file = Path(args.out).with_name("whisper-lm-hotwords.txt")
     hot_file.parent.mkdir(parents=True, exist_ok=True)

@@ -223,21 +223,21 @@ def test_encoder_cache_holds_the_encoder_output_and_follows_weights_and_audio(tm
     from ceasr.audio import load
     from ceasr.whisper.audio import windows
     from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
-    from ceasr.whisper.finetune import _prepare
+    from ceasr.whisper.examples import prepare
 
     base = _tiny_base(tmp_path)
     model, _, tok = load_whisper_dir(base)
     rows = _rows(tmp_path)
     cache = EncoderCache(tmp_path / "cache", encoder_digest(model))
     cfg = WhisperFinetuneConfig()
-    first = _prepare(rows, model, tok, cfg, "t", False, cache)
+    first = prepare(rows, model, tok, cfg, "t", False, cache)
     with torch.no_grad():
         ref = model.encode(windows(load(rows[1].audio), 80))[0]
     torch.testing.assert_close(cache.get(rows[1]).float(), ref, rtol=1e-2, atol=1e-2)  # stored in float16
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == len(rows)
     # A second pass reads the cache: a poisoned entry shows up in the prepared inputs.
     cache.put(rows[0], torch.full_like(first.inputs[0], 7.0))
-    again = _prepare(rows, model, tok, cfg, "t", False, cache)
+    again = prepare(rows, model, tok, cfg, "t", False, cache)
     assert bool((again.inputs[0] == 7).all()) and torch.equal(again.inputs[1:], first.inputs[1:])
     # Rewritten audio misses; so does an encoder with other weights.
     sf.write(rows[0].audio, np.zeros(8000, dtype=np.float32), 16000)

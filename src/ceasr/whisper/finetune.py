@@ -28,17 +28,14 @@ import dataclasses
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from ceasr.audio import load as load_audio
 from ceasr.config import to_dict
 from ceasr.data.manifest import Utterance
-from ceasr.errors import AudioError, ConfigError
+from ceasr.errors import ConfigError
 from ceasr.io import atomic_write_text
 from ceasr.losses import cross_entropy
 from ceasr.metrics import corpus_errors
@@ -47,99 +44,15 @@ from ceasr.models.whisper import Whisper
 from ceasr.text.normalize import normalize
 from ceasr.train import checkpoint as ckpt
 from ceasr.train.optim import OPTIMIZERS, build_scheduler
-from ceasr.whisper.audio import HOP, N_FRAMES, SAMPLE_RATE, window_frames, windows
+from ceasr.whisper.audio import window_frames
 from ceasr.whisper.config import WhisperDecodeConfig, WhisperFinetuneConfig
 from ceasr.whisper.decoding import greedy
 from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
+from ceasr.whisper.examples import Examples, encoded, encoder_split, prepare, subset
 from ceasr.whisper.factorized import teacher_forced_logits
 from ceasr.whisper.recognizer import load_whisper_dir
 from ceasr.whisper.selection import EpochReport, FinetuneResult, keep_rule
 from ceasr.whisper.tokenizer import WhisperTokenizer
-
-
-@dataclass
-class Examples:
-    """Utterances ready for the model: ``inputs`` are encoder outputs (N, T, D) when the encoder is frozen
-    (the hidden states below the trained top blocks with ``train_encoder_layers``), else log-mel windows
-    (N, M, 2T; 3000 for 30 s); float16 to halve the memory."""
-
-    inputs: torch.Tensor
-    targets: list[list[int]]  # text ids, with the leading space Whisper writes
-    refs: list[str]  # normalized references
-    skipped: int
-
-
-def _read(utt: Utterance, model: Whisper, frames: int) -> torch.Tensor:
-    """The utterance's log-mel window (M, frames) in float16."""
-    dur = utt.duration if utt.offset or utt.duration else None
-    wave = load_audio(utt.audio, offset=utt.offset, duration=dur, sample_rate=SAMPLE_RATE)
-    if len(wave) > frames * HOP:
-        raise AudioError(utt.audio, f"longer than the {frames * HOP / SAMPLE_RATE:g} s window; fine-tuning takes "
-                                    "one Whisper window per utterance")
-    return windows(wave, model.cfg.n_mels, frames=frames)[0].half()
-
-
-def _prepare(rows: list[Utterance], model: Whisper, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig,
-             name: str, progress: bool, cache: EncoderCache | None = None, frames: int = N_FRAMES) -> Examples:
-    """Read audio, make log-mel windows of ``frames`` (and encoder outputs when frozen, from ``cache`` where
-    it has them); bad rows are reported."""
-    inputs, targets, refs, skipped, todo = [], [], [], 0, []
-    for utt in tqdm(rows, desc=f"read {name}", disable=not progress, leave=False):
-        hit = cache.get(utt) if cache is not None and cfg.freeze_encoder else None
-        if hit is None:
-            try:
-                hit = _read(utt, model, frames)
-            except AudioError as e:
-                print(f"skipped: {e}", file=sys.stderr)
-                skipped += 1
-                continue
-            todo.append((len(inputs), utt))
-        inputs.append(hit)
-        targets.append(tok.encode(" " + utt.text.strip()))
-        refs.append(normalize(utt.text, utt.lang))
-    if not inputs:
-        raise ConfigError(f"{name}: no usable utterance")
-    if cfg.freeze_encoder and todo:
-        _encode_into(model, inputs, todo, cache, name, progress, _split(model, cfg))
-    return Examples(torch.stack(inputs), targets, refs, skipped)
-
-
-@torch.no_grad()
-def _encode_into(model: Whisper, inputs: list, todo: list[tuple[int, Utterance]], cache: EncoderCache | None,
-                 name: str, progress: bool, split: int | None = None, batch: int = 4) -> None:
-    """Replace ``inputs[i]`` (log-mel) by its encoder output (by the hidden state after block ``split``
-    when given) for each ``(i, utt)`` of ``todo``, storing each batch in ``cache`` as soon as it is done (an
-    interrupted run keeps what it encoded)."""
-    model.eval()
-    for start in tqdm(range(0, len(todo), batch), desc=f"encode {name}", disable=not progress, leave=False):
-        chunk = todo[start : start + batch]
-        mels = torch.stack([inputs[i] for i, _ in chunk]).float()
-        encoded = (model.encode(mels) if split is None else model.encoder.lower(mels, split)).half()
-        for (i, utt), enc in zip(chunk, encoded):
-            inputs[i] = enc
-            if cache is not None:
-                cache.put(utt, enc)
-
-
-def _split(model: Whisper, cfg: WhisperFinetuneConfig) -> int | None:
-    """The first trained encoder block when only the top ``train_encoder_layers`` train, else None."""
-    k = cfg.train_encoder_layers
-    return len(model.encoder.blocks) - k if cfg.freeze_encoder and k > 0 else None
-
-
-def _encoded(model: Whisper, x: torch.Tensor, cfg: WhisperFinetuneConfig) -> torch.Tensor:
-    """The encoder output (B, T, D) for a batch of :class:`Examples` inputs."""
-    if not cfg.freeze_encoder:
-        return model.encode(x)
-    split = _split(model, cfg)
-    return x if split is None else model.encoder.finish(x, split)
-
-
-def _subset(rows: list, limit: int) -> list:
-    """``limit`` rows evenly spread over ``rows`` (all when ``limit`` is 0 or more than there are)."""
-    if limit <= 0 or limit >= len(rows):
-        return rows
-    return [rows[int(i)] for i in np.linspace(0, len(rows) - 1, limit)]
 
 
 def param_groups(model: Whisper, lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
@@ -166,7 +79,7 @@ def _batch(tok: WhisperTokenizer, prompt: list[int], targets: list[list[int]]):
 
 
 def _loss(model: Whisper, ex: Examples, idx: list[int], prompt, tok, cfg: WhisperFinetuneConfig) -> torch.Tensor:
-    enc = _encoded(model, ex.inputs[idx].float(), cfg)
+    enc = encoded(model, ex.inputs[idx].float(), cfg)
     tokens, labels = _batch(tok, prompt, [ex.targets[i] for i in idx])
     logits = teacher_forced_logits(model.decoder, tokens, enc)
     return cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
@@ -183,7 +96,7 @@ def greedy_texts(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: Whisp
     dcfg = WhisperDecodeConfig(language=cfg.language, max_new_tokens=min(224, 2 * longest + 10))
     hyps = []
     for i in range(0, len(ex.refs), batch):
-        enc = _encoded(model, ex.inputs[i : i + batch].float(), cfg)
+        enc = encoded(model, ex.inputs[i : i + batch].float(), cfg)
         prompts = torch.tensor([prompt] * len(enc))
         hyps += [normalize(tok.decode(toks), cfg.language) for toks, _, _ in greedy(model, enc, prompts, tok, dcfg)]
     return hyps
@@ -367,16 +280,16 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     torch.manual_seed(cfg.train.seed)
     for p in model.encoder.parameters():
         p.requires_grad_(not cfg.freeze_encoder)
-    split = _split(model, cfg)
+    split = encoder_split(model, cfg)
     if split is not None:
         for p in [*model.encoder.blocks[split:].parameters(), *model.encoder.ln_post.parameters()]:
             p.requires_grad_(True)
     audio_ctx = cfg.audio_ctx or dir_cfg.decode.audio_ctx
     frames = window_frames(audio_ctx, model.cfg.n_audio_ctx)
     cache = EncoderCache(cfg.encoder_cache, encoder_digest(model, split, frames)) if cfg.encoder_cache else None
-    train = _prepare(_subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress, cache, frames)
-    dev = _prepare(dev_rows, model, tok, cfg, "dev", progress, cache, frames)
-    general = _prepare(general_rows, model, tok, cfg, "general", progress, cache, frames) if general_rows else None
+    train = prepare(subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress, cache, frames)
+    dev = prepare(dev_rows, model, tok, cfg, "dev", progress, cache, frames)
+    general = prepare(general_rows, model, tok, cfg, "general", progress, cache, frames) if general_rows else None
     lr_find = _find_lr(model, train, tok, cfg, out_dir, progress) if cfg.lr_find_steps > 0 else None
     if lr_find is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=lr_find.suggested))
