@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from commands import load_sets, speech_end  # noqa: E402
-from common import REPO, format_table, header, load_average, median, p90, pin_threads, write_json  # noqa: E402
+from commands import lay, load_sets, quiet_gap, score_detections  # noqa: E402
+from common import REPO, format_table, header, load_average, pin_threads, write_json  # noqa: E402
 
 from ceasr.commands import load_command_set  # noqa: E402
 
@@ -43,11 +43,7 @@ def build_stream(sets: dict, seconds: float, seed: int) -> tuple[list[np.ndarray
     while pos < seconds * SR:
         for i in rng.permutation(len(pool)):
             kind, (_, text, wave) = pool[i]
-            gap = (0.002 * rng.standard_normal(int(rng.uniform(0.5, 3.0) * SR))).astype(np.float32)
-            parts += [gap, wave]
-            pos += len(gap)
-            spans.append((kind, text, pos / SR, (pos + len(wave)) / SR, pos / SR + speech_end(wave)))
-            pos += len(wave)
+            pos = lay(parts, spans, pos, kind, text, wave, quiet_gap(rng, 0.5, 3.0))
             if pos >= seconds * SR:
                 break
     parts.append(np.zeros(SR, np.float32))
@@ -101,25 +97,6 @@ def run(cmd: list[str], env: dict, parts: list[np.ndarray]) -> tuple[list[dict],
     return found, samples, wall
 
 
-def score(found: list[dict], spans: list[tuple]) -> dict:
-    """Commands found (and as a wrong phrase), false detections, latency after speech end (stream time)."""
-    hits, false, wrong, latency = set(), 0, 0, []
-    starts = np.array([s[2] for s in spans])
-    for d in found:
-        mid = (d["start"] + d["end"]) / 2
-        j = int(np.searchsorted(starts, mid + 0.3, side="right")) - 1  # the last clip starting before mid + 0.3
-        if j < 0 or not spans[j][2] - 0.3 <= mid <= spans[j][3] + 0.3 or spans[j][0] != "in" or j in hits:
-            false += 1
-            continue
-        hits.add(j)
-        wrong += d["phrase"] != spans[j][1]
-        latency.append(d["emitted"] - spans[j][4])
-    n_in = sum(s[0] == "in" for s in spans)
-    return {"commands": n_in, "found": len(hits), "wrong": wrong, "false": false, "non_commands": len(spans) - n_in,
-            "latency_median": median(latency) if latency else float("nan"),
-            "latency_p90": p90(latency) if latency else float("nan")}
-
-
 def rss_at(samples: list[tuple[float, float]], t: float) -> float:
     """The last RSS sample taken at or before ``t`` seconds of stream (the first one if none is)."""
     before = [mb for s, mb in samples if s <= t]
@@ -167,7 +144,7 @@ def main() -> None:
            *args.extra]
     print(f"# {seconds / 60:.1f} min of stream, {len(spans)} clips; {' '.join(cmd[1:])}", file=sys.stderr)
     found, samples, wall = run(cmd, env, parts)
-    result = score(found, spans)
+    result = score_detections([(d["start"], d["end"], d["phrase"], d["emitted"]) for d in found], spans)
     marks = [m for m in (1, 10, 30, 60, 120) if m * 60 < seconds - 30] + [round(seconds / 60, 1)]
     second_half = [mb for s, mb in samples if s >= seconds / 2]
     result.update({
