@@ -68,12 +68,15 @@ def run(cmd: list[str], env: dict, parts: list[np.ndarray]) -> tuple[list[dict],
     done = threading.Event()
 
     def feed() -> None:
-        for part in parts:
-            pcm = (np.clip(part, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-            for i in range(0, len(pcm), 2 * CHUNK):
-                proc.stdin.write(pcm[i : i + 2 * CHUNK])
-                fed[0] += len(pcm[i : i + 2 * CHUNK]) // 2
-        proc.stdin.close()
+        try:
+            for part in parts:
+                pcm = (np.clip(part, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+                for i in range(0, len(pcm), 2 * CHUNK):
+                    proc.stdin.write(pcm[i : i + 2 * CHUNK])
+                    fed[0] += len(pcm[i : i + 2 * CHUNK]) // 2
+            proc.stdin.close()
+        except BrokenPipeError:  # ceasr listen stopped early: its exit code says why
+            pass
 
     def sample() -> None:
         while not done.is_set():
