@@ -1,6 +1,7 @@
 """The utterances fine-tuning learns from and is scored on, ready for the model: each read once into one
-Whisper log-mel window, tokenized, and with a frozen encoder encoded once (through an :class:`EncoderCache`
-when given), so that every epoch after the first costs decoder passes only (see :mod:`ceasr.whisper.finetune`).
+Whisper log-mel window, tokenized, and with a frozen encoder encoded once before training (through an
+:class:`EncoderCache` when given), so that an epoch costs decoder passes only, plus the top encoder blocks'
+with ``train_encoder_layers`` (see :mod:`ceasr.whisper.finetune`).
 """
 
 from __future__ import annotations
