@@ -72,8 +72,9 @@ def run(cmd: list[str], env: dict, parts: list[np.ndarray]) -> tuple[list[dict],
             for part in parts:
                 pcm = (np.clip(part, -1.0, 1.0) * 32767).astype("<i2").tobytes()
                 for i in range(0, len(pcm), 2 * CHUNK):
-                    proc.stdin.write(pcm[i : i + 2 * CHUNK])
-                    fed[0] += len(pcm[i : i + 2 * CHUNK]) // 2
+                    chunk = pcm[i : i + 2 * CHUNK]
+                    proc.stdin.write(chunk)
+                    fed[0] += len(chunk) // 2
             proc.stdin.close()
         except BrokenPipeError:  # ceasr listen stopped early: its exit code says why
             pass
