@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--merge-ratios", default="0.5,0.7", help="WiSE-FT merges with the final weights (comma-separated)")
     ap.add_argument("--audio-ctx", type=int, default=0, help="train and decode on windows of this many encoder "
                     "frames (50 a second; 0: 30 s)")
+    ap.add_argument("--speeds", default="", help="speed perturbation: also these speeds, e.g. 0.9,1.1")
     ap.add_argument("--seed", type=int, default=0, help="seed of the batch order (train.seed)")
     ap.add_argument("--average-last", type=int, default=1, help="k > 1: the mean of the last k epochs is one more "
                     "candidate, and the merges are of it (train.average_last)")
@@ -100,7 +101,8 @@ def main() -> None:
         label_smoothing=args.label_smoothing, lr_find_steps=args.lr_find_steps if auto else 0,
         encoder_cache=args.encoder_cache or str(work / "encoder-cache"),
         merge_ratios=tuple(float(r) for r in args.merge_ratios.split(",") if r),
-        train_encoder_layers=args.train_encoder_layers, audio_ctx=args.audio_ctx)
+        train_encoder_layers=args.train_encoder_layers, audio_ctx=args.audio_ctx,
+        speeds=tuple(float(s) for s in args.speeds.split(",") if s))
     start = time.perf_counter()
     result = finetune(base_dir, load_rows(data / "train.jsonl"), subset(load_rows(data / "dev.jsonl"), args.dev_utts),
                       work / args.out, cfg, general_rows=load_rows(work / "real" / "real.jsonl"))

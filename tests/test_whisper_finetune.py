@@ -408,3 +408,75 @@ def test_finetuning_on_short_windows_trains_there_and_saves_the_window(tmp_path,
     torch.testing.assert_close(got.float(), want, rtol=1e-2, atol=1e-2)  # float16 on disk
     losses = [e.train_loss for e in result.epochs[1:]]
     assert losses[-1] < losses[0]
+
+
+def test_speed_versions_are_the_audio_played_faster_and_slower_and_are_cached(tmp_path):
+    """A sine played twice as fast is the sine at twice the frequency for half as long (a closed form, not
+    the resampler): the 2x version of ``one`` (300 Hz, 1 s) is the log-mel of a 600 Hz, 0.5 s sine. The 0.5x
+    version (2 s) does not fit the 1.5 s window, so that version is the recorded one. Versions are cached
+    under their own names, the recorded entries under the names they always had."""
+    from ceasr.whisper.audio import windows
+    from ceasr.whisper.encoder_cache import EncoderCache, encoder_digest
+    from ceasr.whisper.examples import prepare
+
+    base = _tiny_base(tmp_path)
+    model, _, tok = load_whisper_dir(base)
+    rows = _rows(tmp_path)
+    mels = prepare(rows, model, tok, WhisperFinetuneConfig(freeze_encoder=False), "t", False, frames=150,
+                   speeds=(2.0, 0.5))
+    assert mels.versions.shape == (4, 2, 80, 150)
+    t = np.arange(8000) / 16000
+    want = windows((0.3 * np.sin(2 * np.pi * 600 * t)).astype(np.float32), 80, frames=150)[0]
+    torch.testing.assert_close(mels.versions[0, 0, :, 2:48].float(), want[:, 2:48], rtol=0, atol=0.02)
+    assert not torch.allclose(mels.versions[0, 0].float(), mels.inputs[0].float(), atol=0.1)
+    assert torch.equal(mels.versions[:, 1], mels.inputs)  # slowed past the window
+    assert torch.equal(mels.pick([2, 0, 1], [0, 1, 2]), torch.stack(
+        [mels.inputs[2], mels.versions[0, 0], mels.versions[1, 1]]).float())
+
+    cache = EncoderCache(tmp_path / "cache", encoder_digest(model))
+    frozen = prepare(rows, model, tok, WhisperFinetuneConfig(), "t", False, cache, speeds=(2.0,))
+    with torch.no_grad():
+        want_enc = model.encode(windows((0.3 * np.sin(2 * np.pi * 600 * t)).astype(np.float32), 80))[0]
+    torch.testing.assert_close(frozen.versions[0, 0].float(), want_enc, rtol=0.05, atol=0.05)
+    torch.testing.assert_close(cache.get(rows[0], "speed=2").float(), frozen.versions[0, 0].float())
+    torch.testing.assert_close(cache.get(rows[0]).float(), frozen.inputs[0].float())
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2 * len(rows)
+    cache.put(rows[3], torch.full_like(frozen.inputs[0], 7.0), "speed=2")  # a second pass reads the cache
+    again = prepare(rows, model, tok, WhisperFinetuneConfig(), "t", False, cache, speeds=(2.0,))
+    assert bool((again.versions[3, 0] == 7).all()) and torch.equal(again.inputs, frozen.inputs)
+
+
+def test_each_epoch_trains_on_one_version_of_every_utterance_drawn_at_random(tmp_path, monkeypatch):
+    """With speeds, every step's utterances come each in a version 0..V; the batch order is the same draw as
+    without speeds (the versions are drawn after it), so runs without speeds are unchanged."""
+    import ceasr.whisper.finetune as ft
+
+    seen = []
+    real_step = ft._step
+
+    def spy(model, ex, idx, prompt, tok, cfg, optimizer, version=None):
+        seen.append((len(ex.targets), list(idx), version))
+        return real_step(model, ex, idx, prompt, tok, cfg, optimizer, version)
+
+    monkeypatch.setattr(ft, "_step", spy)
+    base = _tiny_base(tmp_path)
+    rows = _rows(tmp_path) * 3  # 12 utterances
+    cfg = WhisperFinetuneConfig(merge_ratios=(), speeds=(0.9, 1.1), batch_size=4, patience=10)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-3, max_epochs=2, warmup_steps=0))
+    finetune(base, rows, rows[:2], tmp_path / "ft", cfg, progress=False)
+    versions = [v for _, _, vs in seen for v in vs]
+    assert len(seen) == 6 and len(versions) == 24 and set(versions) == {0, 1, 2}
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    first = torch.randperm(12, generator=gen).tolist()
+    assert [i for _, idx, _ in seen[:3] for i in idx] == first
+    drawn = torch.randint(0, 3, (12,), generator=gen).tolist()
+    assert [v for _, _, vs in seen[:3] for v in vs] == [drawn[i] for i in first]
+
+    seen.clear()
+    finetune(base, rows, rows[:2], tmp_path / "ft0", dataclasses.replace(cfg, speeds=()), progress=False)
+    assert [i for _, idx, _ in seen[:3] for i in idx] == first and all(v is None for *_, v in seen)
+    with pytest.raises(ConfigError, match=r"speeds \[1.0\]"):
+        finetune(base, rows, rows, tmp_path / "bad", WhisperFinetuneConfig(speeds=(1.0,)), progress=False)
+    done = ceasr_cli("finetune", "--model", base, "--train", tmp_path / "m.jsonl", "--dev", tmp_path / "m.jsonl",
+                     "--out", tmp_path / "out", "--speeds", "0.9,fast", check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--speeds" in done.stderr, done.stderr

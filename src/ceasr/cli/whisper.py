@@ -36,6 +36,7 @@ def _cmd_finetune(args) -> None:
         lr_find_steps=args.lr_find_steps if auto_lr else 0,
         merge_ratios=base.merge_ratios if args.merge_ratios is None else _ratios(args.merge_ratios),
         train_encoder_layers=args.train_encoder_layers, audio_ctx=args.audio_ctx,
+        speeds=tuple(floats(args.speeds, "--speeds")) if args.speeds else (),
     )
     general = load_rows(args.general_dev) if args.general_dev else None
     result = finetune(args.model, load_rows(args.train), load_rows(args.dev), args.out, cfg, general)
@@ -85,6 +86,9 @@ def add_verbs(verbs) -> None:
     p.add_argument("--audio-ctx", type=int, default=0, metavar="T",
                    help="train on windows of T encoder frames, 50 a second (saved as decode.audio_ctx; "
                         "0: the model's own, 30 s unless set); longer utterances are skipped")
+    p.add_argument("--speeds", metavar="S,S",
+                   help="speed perturbation: also train on each utterance played at these speeds (e.g. 0.9,1.1), "
+                        "one version of each per epoch drawn at random")
     p.add_argument("--optimizer")
     p.add_argument("--scheduler")
     p.add_argument("--seed", type=int)

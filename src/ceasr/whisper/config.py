@@ -94,6 +94,9 @@ class WhisperFinetuneConfig:
     # Train (and decode, saved as decode.audio_ctx) on windows of this many encoder frames, 50 a second;
     # 0: the base model's decode.audio_ctx (0 there: 30 s). Longer utterances are skipped.
     audio_ctx: int = 0
+    # Speed perturbation: each training utterance also at these speeds (pitch, formants and tempo together;
+    # Kaldi's 0.9, 1.1), encoded once like the rest; each epoch trains on one version of each, drawn at random.
+    speeds: tuple[float, ...] = ()
     lr_find_steps: int = 0  # > 0: train.lr := the LR range test's suggestion over this many steps first
     lr_find_min: float = 1e-7  # the range test's learning rates, geometric from min to max
     lr_find_max: float = 1e-3

@@ -47,16 +47,19 @@ class EncoderCache:
         self.root = Path(root)
         self.digest = digest
 
-    def _path(self, utt: Utterance) -> Path:
+    def _path(self, utt: Utterance, tag: str = "") -> Path:
         audio = Path(utt.audio).resolve()
         st = audio.stat()
         key = f"{self.digest}|{audio}|{utt.offset}|{utt.duration}|{st.st_size}|{st.st_mtime_ns}"
+        if tag:  # a version of the audio (e.g. "speed=0.9"); the plain audio keeps the names it always had
+            key += f"|{tag}"
         name = hashlib.sha1(key.encode()).hexdigest()
         return self.root / self.digest[:16] / name[:2] / f"{name}.npy"
 
-    def get(self, utt: Utterance) -> torch.Tensor | None:
-        """The stored output (T, D) float16, or None when absent or unreadable."""
-        path = self._path(utt)
+    def get(self, utt: Utterance, tag: str = "") -> torch.Tensor | None:
+        """The stored output (T, D) float16 (of the version ``tag`` of the audio), or None when absent or
+        unreadable."""
+        path = self._path(utt, tag)
         if not path.is_file():
             return None
         try:
@@ -64,7 +67,7 @@ class EncoderCache:
         except (OSError, ValueError):
             return None
 
-    def put(self, utt: Utterance, enc: torch.Tensor) -> None:
+    def put(self, utt: Utterance, enc: torch.Tensor, tag: str = "") -> None:
         buf = io.BytesIO()
         np.save(buf, enc.detach().cpu().half().numpy(), allow_pickle=False)
-        atomic_write_bytes(self._path(utt), buf.getvalue())
+        atomic_write_bytes(self._path(utt, tag), buf.getvalue())

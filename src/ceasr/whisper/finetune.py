@@ -78,8 +78,9 @@ def _batch(tok: WhisperTokenizer, prompt: list[int], targets: list[list[int]]):
     return tokens, torch.tensor([lab + [-1] * (width - len(lab)) for lab in labels])
 
 
-def _loss(model: Whisper, ex: Examples, idx: list[int], prompt, tok, cfg: WhisperFinetuneConfig) -> torch.Tensor:
-    enc = encoded(model, ex.inputs[idx].float(), cfg)
+def _loss(model: Whisper, ex: Examples, idx: list[int], prompt, tok, cfg: WhisperFinetuneConfig,
+          version: list[int] | None = None) -> torch.Tensor:
+    enc = encoded(model, ex.pick(idx, version), cfg)
     tokens, labels = _batch(tok, prompt, [ex.targets[i] for i in idx])
     logits = teacher_forced_logits(model.decoder, tokens, enc)
     return cross_entropy(logits, labels, label_smoothing=cfg.label_smoothing)
@@ -114,9 +115,9 @@ def _evaluate(model: Whisper, sets, tok: WhisperTokenizer, cfg: WhisperFinetuneC
     return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer, merge=merge, averaged=averaged)
 
 
-def _step(model, ex, idx, prompt, tok, cfg, optimizer) -> float:
-    """One optimizer step on the examples ``idx``; returns the batch loss."""
-    loss = _loss(model, ex, idx, prompt, tok, cfg)
+def _step(model, ex, idx, prompt, tok, cfg, optimizer, version: list[int] | None = None) -> float:
+    """One optimizer step on the examples ``idx`` (in their ``version``, see Examples.pick); returns the loss."""
+    loss = _loss(model, ex, idx, prompt, tok, cfg, version)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.train.grad_clip)
@@ -131,14 +132,18 @@ def _train_mode(model: Whisper, cfg: WhisperFinetuneConfig) -> None:
 
 
 def _train_epoch(model, ex, prompt, tok, cfg, optimizer, scheduler, gen, progress, epoch) -> tuple[float, int]:
-    """One pass over shuffled batches; returns the mean loss and the number of steps."""
+    """One pass over shuffled batches, each utterance in one of its versions drawn at random (with speed
+    perturbation); returns the mean loss and the number of steps."""
     _train_mode(model, cfg)
     order = torch.randperm(len(ex.targets), generator=gen).tolist()
     batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    version = None
+    if ex.versions is not None:
+        version = torch.randint(0, ex.versions.shape[1] + 1, (len(ex.targets),), generator=gen).tolist()
     total = 0.0
     bar = tqdm(batches, desc=f"epoch {epoch}", disable=not progress, leave=False)
     for idx in bar:
-        loss = _step(model, ex, idx, prompt, tok, cfg, optimizer)
+        loss = _step(model, ex, idx, prompt, tok, cfg, optimizer, version and [version[i] for i in idx])
         scheduler.step()
         total += loss
         bar.set_postfix(loss=f"{loss:.3f}")
@@ -271,6 +276,9 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     bad = [r for r in cfg.merge_ratios if not 0.0 < r < 1.0]
     if bad:
         raise ConfigError(f"merge ratios {bad}: each must lie strictly between 0 (pretrained) and 1 (fine-tuned)")
+    if any(not 0.0 < s != 1.0 for s in cfg.speeds):
+        raise ConfigError(f"speeds {list(cfg.speeds)}: each must be positive and not 1 (the recorded version is "
+                          "always one of the versions)")
     if cfg.train.average_last < 1:
         raise ConfigError(f"average_last={cfg.train.average_last}: the number of last epochs to average, at least 1")
     start = time.perf_counter()
@@ -287,7 +295,8 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     audio_ctx = cfg.audio_ctx or dir_cfg.decode.audio_ctx
     frames = window_frames(audio_ctx, model.cfg.n_audio_ctx)
     cache = EncoderCache(cfg.encoder_cache, encoder_digest(model, split, frames)) if cfg.encoder_cache else None
-    train = prepare(subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress, cache, frames)
+    train = prepare(subset(train_rows, cfg.max_train_utterances), model, tok, cfg, "train", progress, cache, frames,
+                    cfg.speeds)
     dev = prepare(dev_rows, model, tok, cfg, "dev", progress, cache, frames)
     general = prepare(general_rows, model, tok, cfg, "general", progress, cache, frames) if general_rows else None
     lr_find = _find_lr(model, train, tok, cfg, out_dir, progress) if cfg.lr_find_steps > 0 else None
