@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--merge-ratios", default="0.5,0.7", help="WiSE-FT merges with the final weights (comma-separated)")
     ap.add_argument("--audio-ctx", type=int, default=0, help="train and decode on windows of this many encoder "
                     "frames (50 a second; 0: 30 s)")
+    ap.add_argument("--runs", type=int, default=1, help="N > 1: a model soup of N runs (seeds seed .. seed + N - 1)")
     ap.add_argument("--speeds", default="", help="speed perturbation: also these speeds, e.g. 0.9,1.1")
     ap.add_argument("--seed", type=int, default=0, help="seed of the batch order (train.seed)")
     ap.add_argument("--average-last", type=int, default=1, help="k > 1: the mean of the last k epochs is one more "
@@ -102,7 +103,7 @@ def main() -> None:
         encoder_cache=args.encoder_cache or str(work / "encoder-cache"),
         merge_ratios=tuple(float(r) for r in args.merge_ratios.split(",") if r),
         train_encoder_layers=args.train_encoder_layers, audio_ctx=args.audio_ctx,
-        speeds=tuple(float(s) for s in args.speeds.split(",") if s))
+        speeds=tuple(float(s) for s in args.speeds.split(",") if s), runs=args.runs)
     start = time.perf_counter()
     result = finetune(base_dir, load_rows(data / "train.jsonl"), subset(load_rows(data / "dev.jsonl"), args.dev_utts),
                       work / args.out, cfg, general_rows=load_rows(work / "real" / "real.jsonl"))
@@ -113,7 +114,7 @@ def main() -> None:
     kept = result.kept_report
     kept_model, kept_cfg, _ = load_whisper_dir(result.model_dir)
     models[f"fine-tuned, kept (epoch {kept.name})"] = (kept_model, kept)
-    last = ckpt.latest_checkpoint(work / args.out)
+    last = ckpt.latest_checkpoint(work / args.out / (f"run{args.runs}" if args.runs > 1 else ""))
     last_model, last_report = _with_checkpoint(base_dir, last)
     if (last_report["epoch"], 1.0, 1) != (kept.epoch, kept.merge, kept.averaged):  # what training reached
         models[f"fine-tuned, last (epoch {last_report['epoch']}, not kept)"] = (last_model, EpochReport(**last_report))

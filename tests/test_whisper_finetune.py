@@ -480,3 +480,52 @@ def test_each_epoch_trains_on_one_version_of_every_utterance_drawn_at_random(tmp
     done = ceasr_cli("finetune", "--model", base, "--train", tmp_path / "m.jsonl", "--dev", tmp_path / "m.jsonl",
                      "--out", tmp_path / "out", "--speeds", "0.9,fast", check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--speeds" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("pick", ["soup2", "soup2x0.3"])
+def test_a_soup_of_runs_is_the_candidate_and_what_merges_start_from(tmp_path, monkeypatch, pick):
+    """``runs=2``: run 1 is the single run (same seed, bitwise), run 2 another batch order; the soup is the
+    mean of their last epochs, the merge is of the soup; the runs' epochs are reported but only the
+    pretrained model, the soup and its merges are candidates."""
+    from safetensors.torch import load_file
+
+    import ceasr.whisper.finetune as ft
+    from ceasr.train.checkpoint import list_checkpoints
+
+    base = _tiny_base(tmp_path)
+    rows = _rows(tmp_path)
+    cfg = WhisperFinetuneConfig(merge_ratios=(0.3,), runs=2)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-2, max_epochs=2, warmup_steps=0),
+                              batch_size=2, patience=10)
+    names = []
+
+    def pick_by_name(reports, _):  # during training: the newest epoch; at the end: the candidate ``pick``
+        names[:] = [r.name for r in reports]
+        return names.index(pick) if pick in names else len(reports) - 1
+
+    monkeypatch.setattr(ft, "keep_rule", pick_by_name)
+    result = ft.finetune(base, rows, rows, tmp_path / "ft", cfg, progress=False)
+    assert names == ["0", "soup2", "soup2x0.3"]  # what the keep rule chose from at the end
+    assert [e.name for e in result.epochs] == ["0", "r1:1", "r1:2", "r2:1", "r2:2", "soup2", "soup2x0.3"]
+    assert result.kept_report.name == pick
+    soup = result.epochs[5]
+    assert (soup.soup, soup.run, soup.epoch, soup.train_loss) == (2, 0, 2, None)
+    assert json.loads((tmp_path / "ft" / "finetune.json").read_text())["kept_name"] == pick
+
+    def weights(run_dir, i):
+        return load_file(str(list_checkpoints(run_dir)[i] / "model.safetensors"))
+
+    single = ft.finetune(base, rows, rows, tmp_path / "one", dataclasses.replace(cfg, runs=1), progress=False)
+    assert single.epochs[-2].name == "2"
+    one, run1 = weights(tmp_path / "one", -1), weights(tmp_path / "ft" / "run1", -1)
+    run2 = weights(tmp_path / "ft" / "run2", -1)
+    assert all(torch.equal(one[k], run1[k]) for k in one)
+    assert not torch.equal(run1["decoder.ln.weight"], run2["decoder.ln.weight"])
+    pretrained = load_file(str(base / "model.safetensors"))
+    exported = load_file(str(result.model_dir / "model.safetensors"))
+    share = 1.0 if pick == "soup2" else 0.3
+    for name, w in exported.items():
+        expected = (1 - share) * pretrained[name] + share * (run1[name] + run2[name]) / 2
+        torch.testing.assert_close(w, expected, msg=name)
+    with pytest.raises(ConfigError, match="runs=0"):
+        ft.finetune(base, rows, rows, tmp_path / "bad", WhisperFinetuneConfig(runs=0), progress=False)

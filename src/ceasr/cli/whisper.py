@@ -36,7 +36,7 @@ def _cmd_finetune(args) -> None:
         lr_find_steps=args.lr_find_steps if auto_lr else 0,
         merge_ratios=base.merge_ratios if args.merge_ratios is None else _ratios(args.merge_ratios),
         train_encoder_layers=args.train_encoder_layers, audio_ctx=args.audio_ctx,
-        speeds=tuple(floats(args.speeds, "--speeds")) if args.speeds else (),
+        speeds=tuple(floats(args.speeds, "--speeds")) if args.speeds else (), runs=args.runs,
     )
     general = load_rows(args.general_dev) if args.general_dev else None
     result = finetune(args.model, load_rows(args.train), load_rows(args.dev), args.out, cfg, general)
@@ -75,6 +75,9 @@ def add_verbs(verbs) -> None:
     p.add_argument("--average-last", type=int, metavar="K",
                    help="K > 1: the mean of the last K epochs' weights is one more candidate, and the merges are "
                         "of it (default 1: the merges are of the last epoch)")
+    p.add_argument("--runs", type=int, default=1, metavar="N",
+                   help="N > 1: a model soup: N runs with batch orders seeded seed, seed + 1, ...; the mean of their "
+                        "final weights is one more candidate, and the merges are of it")
     p.add_argument("--train-encoder", action="store_true", help="train everything (default: frozen encoder)")
     p.add_argument("--train-encoder-layers", type=int, default=0, metavar="N",
                    help="with the encoder frozen, still train its top N blocks (on cached states below them)")

@@ -85,8 +85,13 @@ class WhisperFinetuneConfig:
     label_smoothing: float = 0.0  # 0.1 with lr 1e-4 made Whisper base forget real speech (bench/whisper_finetune.py)
     patience: int = 2  # stop after this many epochs without a better dev WER
     max_forgetting: float = 1.0  # WER points the general-speech dev set may lose before a checkpoint is rejected
-    # WiSE-FT candidates (1 - r) * pretrained + r * final weights (the last epoch, or the mean: train.average_last)
+    # WiSE-FT candidates (1 - r) * pretrained + r * final weights (the last epoch, or the mean: train.average_last;
+    # with several runs, their soup)
     merge_ratios: tuple[float, ...] = (0.5, 0.7)  # () = none
+    # A model soup (Wortsman et al. 2022): fine-tune this many times from the pretrained weights, run i with the
+    # batch order seeded train.seed + i - 1; the mean of the runs' final weights is one more candidate (the
+    # soup) and what the merges start from. Each run costs what one run costs; the encoding is shared.
+    runs: int = 1
     language: str = "en"
     max_train_utterances: int = 0  # 0: all; else an evenly spread subset (CPU time boxes)
     max_minutes: float = 0.0  # 0: no limit; else no new epoch starts after this much wall time

@@ -14,10 +14,17 @@ otherwise the final weights are the last epoch's. Weight-space merges (WiSE-FT, 
 ``merge_ratios`` entry r gives one more candidate, (1 - r) * pretrained + r * final weights, decoded like an
 epoch. Such a merge often keeps most of the gain on the new domain and little of the forgetting.
 
+Model soups (Wortsman et al. 2022, "Model soups: averaging weights of multiple fine-tuned models improves
+accuracy without increasing inference time"): with ``runs`` N > 1, fine-tuning runs N times from the
+pretrained weights with batch orders seeded ``train.seed``, ``train.seed + 1``, ...; the mean of the runs'
+final weights (the soup) is one more candidate and becomes the final weights the merges start from.
+
 Keep rule (guarding against forgetting): the kept model is the candidate with the lowest dev WER among the
 pretrained model (epoch 0), the epochs, the mean and the merges whose general-speech WER is at most the
 pretrained model's plus ``max_forgetting`` points (every candidate qualifies without a general set); ties go
 to the lower general-speech WER, then the earlier epoch, the single epoch over the mean, the smaller ratio.
+With several runs, the candidates are the pretrained model, the soup and its merges only: the runs' epochs
+are reported, not kept (the lowest dev WER of many close candidates is mostly luck).
 Training stops early after ``patience`` epochs without a better dev WER. ``OUT/model`` is the kept model;
 ``OUT/finetune.json`` the report.
 """
@@ -178,26 +185,27 @@ def _optimizer(model: Whisper, cfg: WhisperFinetuneConfig, n_train: int):
     return optimizer, build_scheduler(optimizer, cfg.train, steps_per_epoch * cfg.train.max_epochs)
 
 
-def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, start: float) -> tuple[list[EpochReport], dict]:
-    """Epochs until ``max_epochs``, ``patience`` or the time box; returns the reports and checkpoint paths."""
+def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, first: EpochReport,
+         run: int = 0) -> tuple[list[EpochReport], dict]:
+    """Run ``run``'s epochs (batch order seeded ``train.seed + run - 1``) from the weights in ``model``, whose
+    report is ``first``, until ``max_epochs``, ``patience`` or the time box; returns the reports (``first``
+    included) and the checkpoint paths by epoch."""
     train = sets[0]
     optimizer, scheduler = _optimizer(model, cfg, len(train.targets))
-    gen = torch.Generator().manual_seed(cfg.train.seed)
+    gen = torch.Generator().manual_seed(cfg.train.seed + max(run - 1, 0))
     prompt = tok.prompt(cfg.language)
-
-    def evaluate(epoch: int, loss: float | None) -> EpochReport:
-        return _evaluate(model, sets, tok, cfg, epoch, loss)
+    start = time.perf_counter()
 
     def save(step: int, epoch: int) -> Path:
         extra = {"report": dataclasses.asdict(reports[-1])}
         return ckpt.save_checkpoint(out_dir, step, epoch, model, optimizer, scheduler, {}, extra)
 
-    reports = [evaluate(0, None)]
+    reports = [first]
     paths, step, stale = {0: save(0, 0)}, 0, 0
     for epoch in range(1, cfg.train.max_epochs + 1):
         loss, n = _train_epoch(model, train, prompt, tok, cfg, optimizer, scheduler, gen, progress, epoch)
         step += n
-        reports.append(evaluate(epoch, loss))
+        reports.append(dataclasses.replace(_evaluate(model, sets, tok, cfg, epoch, loss), run=run))
         paths[epoch] = save(step, epoch)
         kept = keep_rule(reports, cfg.max_forgetting)  # only ever moves to the newest epoch, so never a pruned one
         ckpt.mark_best(out_dir, paths[kept], "dev_wer", reports[kept].dev_wer)
@@ -218,28 +226,46 @@ def _averaged(last: int, cfg: WhisperFinetuneConfig) -> int:
     return k if k >= 2 else 1
 
 
-def _final_weights(model: Whisper, paths: dict, last: int, sets, tok, cfg: WhisperFinetuneConfig) -> list:
-    """Load the final weights into ``model``: the mean of the last epochs' checkpoints (reported as one more
-    candidate), or the last epoch's weights as they are (no report)."""
+def _final_weights(model: Whisper, paths: dict, last: int, sets, tok, cfg: WhisperFinetuneConfig,
+                   run: int = 0) -> list:
+    """Load the final weights of a run into ``model``: the mean of its last epochs' checkpoints (reported as one
+    more candidate), or the last epoch's weights as they are (no report)."""
     k = _averaged(last, cfg)
     if k == 1:
         return []
     model.load_state_dict(ckpt.average_checkpoints([paths[e] for e in range(last - k + 1, last + 1)]))
-    report = _evaluate(model, sets, tok, cfg, last, None, averaged=k)
+    report = dataclasses.replace(_evaluate(model, sets, tok, cfg, last, None, averaged=k), run=run)
     _say(report, "mean of epochs", sets)
     return [report]
 
 
-def _merges(model: Whisper, pretrained: dict, epoch: int, averaged: int, sets, tok, cfg: WhisperFinetuneConfig) -> list:
-    """Evaluate ``cfg.merge_ratios`` merges of the pretrained weights with ``model``'s (the final weights:
-    epoch ``epoch``, or the mean of ``averaged`` epochs ending there); ``model`` ends with its own weights back."""
-    if epoch == 0 or not cfg.merge_ratios:
+def _soup(model: Whisper, finals: list[dict], lasts: list[int], sets, tok, cfg: WhisperFinetuneConfig) -> list:
+    """With several runs, load the mean of their final weights (a model soup) into ``model`` and report it."""
+    if len(finals) < 2 or max(lasts) == 0:
+        return []
+    model.load_state_dict(_mean(finals))
+    report = dataclasses.replace(_evaluate(model, sets, tok, cfg, max(lasts), None), soup=len(finals))
+    _say(report, "soup", sets)
+    return [report]
+
+
+def _mean(states: list[dict]) -> dict:
+    """The mean of state dicts, tensor by tensor (non-float tensors from the first)."""
+    return {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+            for k, v in states[0].items()}
+
+
+def _merges(model: Whisper, pretrained: dict, final: EpochReport, sets, tok, cfg: WhisperFinetuneConfig) -> list:
+    """Evaluate ``cfg.merge_ratios`` merges of the pretrained weights with ``model``'s (the final weights,
+    described by ``final``: an epoch, a mean of epochs or a soup); ``model`` ends with its own weights back."""
+    if final.epoch == 0 or not cfg.merge_ratios:
         return []
     tuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
     reports = []
     for ratio in cfg.merge_ratios:
         model.load_state_dict(merge_weights(pretrained, tuned, ratio))
-        reports.append(_evaluate(model, sets, tok, cfg, epoch, None, merge=ratio, averaged=averaged))
+        reports.append(dataclasses.replace(_evaluate(model, sets, tok, cfg, final.epoch, None), merge=ratio,
+                                           averaged=final.averaged, run=final.run, soup=final.soup))
         _say(reports[-1], "merge", sets)
     model.load_state_dict(tuned)
     return reports
@@ -252,10 +278,16 @@ def _say(report: EpochReport, what: str, sets) -> None:
           + (f", general WER {report.general_wer:.2f}%" if sets[2] else ""), file=sys.stderr)
 
 
-def _candidate_weights(model: Whisper, choice: EpochReport, paths: dict, pretrained: dict) -> None:
-    """Load the weights of the candidate ``choice`` into ``model``."""
-    first = choice.epoch - choice.averaged + 1
-    model.load_state_dict(ckpt.average_checkpoints([paths[e] for e in range(first, choice.epoch + 1)]))
+def _candidate_weights(model: Whisper, choice: EpochReport, paths: dict, pretrained: dict,
+                       finals: list[dict]) -> None:
+    """Load the weights of the candidate ``choice`` into ``model`` (``paths[run][epoch]``: the runs'
+    checkpoints; ``finals``: the runs' final weights, which a soup averages)."""
+    if choice.soup > 1:
+        model.load_state_dict(_mean(finals))
+    else:
+        first = choice.epoch - choice.averaged + 1
+        runs = paths[choice.run or 1]
+        model.load_state_dict(ckpt.average_checkpoints([runs[e] for e in range(first, choice.epoch + 1)]))
     if choice.merge != 1.0:
         model.load_state_dict(merge_weights(pretrained, model.state_dict(), choice.merge))
 
@@ -281,6 +313,8 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
                           "always one of the versions)")
     if cfg.train.average_last < 1:
         raise ConfigError(f"average_last={cfg.train.average_last}: the number of last epochs to average, at least 1")
+    if cfg.runs < 1:
+        raise ConfigError(f"runs={cfg.runs}: the number of fine-tuning runs to average, at least 1")
     start = time.perf_counter()
     out_dir = Path(out_dir)
     model, dir_cfg, tok = load_whisper_dir(model_dir)
@@ -304,13 +338,25 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=lr_find.suggested))
     sets = (train, dev, general)
     pretrained = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    reports, paths = _fit(model, tok, cfg, sets, out_dir, progress, start)
-    last = reports[-1].epoch
-    reports += _final_weights(model, paths, last, sets, tok, cfg)
-    reports += _merges(model, pretrained, last, _averaged(last, cfg), sets, tok, cfg)
-    kept = keep_rule(reports, cfg.max_forgetting)
+    reports = [_evaluate(model, sets, tok, cfg, 0, None)]
+    paths, finals, lasts = {}, [], []
+    for run in range(1, cfg.runs + 1):
+        model.load_state_dict(pretrained)
+        tag = run if cfg.runs > 1 else 0
+        run_dir = out_dir / f"run{run}" if cfg.runs > 1 else out_dir
+        run_reports, paths[run] = _fit(model, tok, cfg, sets, run_dir, progress, reports[0], tag)
+        lasts.append(run_reports[-1].epoch)
+        reports += run_reports[1:] + _final_weights(model, paths[run], lasts[-1], sets, tok, cfg, tag)
+        finals.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    reports += _soup(model, finals, lasts, sets, tok, cfg)
+    final = reports[-1] if cfg.runs > 1 else EpochReport(lasts[0], None, 0.0, None, averaged=_averaged(lasts[0], cfg))
+    reports += _merges(model, pretrained, final, sets, tok, cfg)
+    # With several runs, only the soup and its merges compete with the pretrained model: the best of many close
+    # candidates on a small dev set is mostly the luckiest (see the README's fine-tuning figures).
+    eligible = [i for i, r in enumerate(reports) if cfg.runs == 1 or i == 0 or r.soup > 1]
+    kept = eligible[keep_rule([reports[i] for i in eligible], cfg.max_forgetting)]
     choice = reports[kept]
-    _candidate_weights(model, choice, paths, pretrained)
+    _candidate_weights(model, choice, paths, pretrained, finals)
     reports = [dataclasses.replace(r, kept=i == kept) for i, r in enumerate(reports)]
     dir_cfg = dataclasses.replace(dir_cfg, decode=dataclasses.replace(dir_cfg.decode, audio_ctx=audio_ctx))
     model_out = export_model(model, dir_cfg, tok, out_dir / "model")
@@ -319,8 +365,8 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
     atomic_write_text(out_dir / "finetune.json", json.dumps({
         "config": to_dict(cfg), "epochs": [dataclasses.asdict(r) for r in reports], "kept_epoch": choice.epoch,
         "kept_merge": choice.merge, "kept_name": choice.name,
-        "keep_rule": f"lowest dev WER among epoch 0, the epochs, their mean and the merges with general WER <= "
-                     f"epoch 0's + {cfg.max_forgetting}",
+        "keep_rule": f"lowest dev WER among epoch 0, the epochs, their mean, the soup and the merges with general "
+                     f"WER <= epoch 0's + {cfg.max_forgetting}",
         "model_dir": str(model_out), "skipped": skipped, "seconds": result.seconds,
         "lr_find": None if lr_find is None else {"suggested": lr_find.suggested, "steepest": lr_find.steepest,
                                                  "at_minimum": lr_find.at_minimum, "diverged": lr_find.diverged},

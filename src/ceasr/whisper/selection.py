@@ -1,6 +1,6 @@
-"""What fine-tuning chooses between: the candidates (the pretrained model, each epoch, the mean of the last
-epochs' weights, each merge of the final weights with the pretrained ones), their reports, and the keep rule
-(see :mod:`ceasr.whisper.finetune`).
+"""What fine-tuning chooses between: the candidates (the pretrained model, each epoch of each run, the mean of
+the last epochs' weights, the soup of several runs' final weights, each merge of the final weights with the
+pretrained ones), their reports, and the keep rule (see :mod:`ceasr.whisper.finetune`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,24 @@ class EpochReport:
     kept: bool = False
     merge: float = 1.0  # share of this epoch's weights in a merge with the pretrained ones; 1 = the epoch itself
     averaged: int = 1  # the weights are the mean of this many epochs' ending at ``epoch``; 1 = the epoch alone
+    run: int = 0  # with several runs: which one (1, 2, ...); 0 = the only run, or a soup of runs
+    soup: int = 1  # the weights are the mean of this many runs' final weights; 1 = one run's
 
     @property
     def name(self) -> str:
-        """``3``: epoch 3; ``2-3``: the mean of epochs 2 and 3; ``3x0.7`` and ``2-3x0.7``: merges of those."""
+        """``3``: epoch 3; ``2-3``: the mean of epochs 2 and 3; ``3x0.7`` and ``2-3x0.7``: merges of those;
+        with several runs ``r2:3`` (run 2, epoch 3), ``soup3`` (the mean of 3 runs) and ``soup3x0.7``."""
         weights = str(self.epoch) if self.averaged == 1 else f"{self.epoch - self.averaged + 1}-{self.epoch}"
+        if self.soup > 1:
+            weights = f"soup{self.soup}"
+        elif self.run and self.epoch:
+            weights = f"r{self.run}:{weights}"
         return weights if self.merge == 1.0 else f"{weights}x{self.merge:g}"
 
 
 @dataclass(frozen=True)
 class FinetuneResult:
-    epochs: list[EpochReport]  # epoch 0 (pretrained), the trained epochs, then the merges
+    epochs: list[EpochReport]  # epoch 0 (pretrained), each run's trained epochs (and mean), the soup, the merges
     kept: int  # index into ``epochs`` of the kept candidate
     model_dir: Path
     skipped: int  # unreadable or too long utterances over all sets
@@ -60,9 +67,10 @@ class FinetuneResult:
 def keep_rule(reports: list[EpochReport], max_forgetting: float) -> int:
     """The keep rule: the index of the lowest dev WER among epoch 0 and the candidates that forgot at most
     ``max_forgetting`` points; ties go to the lower general WER, then the earlier epoch, the single epoch over
-    a mean, the smaller ratio."""
+    a mean, one run over a soup, the earlier run, the smaller ratio."""
     base = reports[0].general_wer
     allowed = [i for i, r in enumerate(reports)
                if i == 0 or base is None or r.general_wer <= base + max_forgetting]
     r = reports
-    return min(allowed, key=lambda i: (r[i].dev_wer, r[i].general_wer or 0.0, r[i].epoch, r[i].averaged, r[i].merge))
+    return min(allowed, key=lambda i: (r[i].dev_wer, r[i].general_wer or 0.0, r[i].epoch, r[i].averaged,
+                                       r[i].soup, r[i].run, r[i].merge))
