@@ -94,7 +94,7 @@ class WhisperFinetuneConfig:
     runs: int = 1
     language: str = "en"
     max_train_utterances: int = 0  # 0: all; else an evenly spread subset (CPU time boxes)
-    max_minutes: float = 0.0  # 0: no limit; else no new epoch starts after this much wall time
+    max_minutes: float = 0.0  # 0: no limit; else no new epoch starts after this much training time (per run)
     encoder_cache: str = ""  # folder keeping frozen-encoder outputs across runs (ceasr.whisper.encoder_cache)
     # Train (and decode, saved as decode.audio_ctx) on windows of this many encoder frames, 50 a second;
     # 0: the base model's decode.audio_ctx (0 there: 30 s). Longer utterances are skipped.
