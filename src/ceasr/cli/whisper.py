@@ -100,7 +100,8 @@ def add_verbs(verbs) -> None:
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--language", default="en")
     p.add_argument("--max-train", type=int, default=0, help="use this many training utterances (0: all)")
-    p.add_argument("--max-minutes", type=float, default=0.0, help="start no epoch after this many minutes of a run's training (0: no limit)")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="start no epoch after this many minutes of a run's training (0: no limit)")
     p.set_defaults(func=_cmd_finetune)
 
     p = verbs.add_parser("merge", help="WiSE-FT: interpolate a fine-tuned model's weights with its base model's")

@@ -116,10 +116,11 @@ def dev_wer(model: Whisper, ex: Examples, tok: WhisperTokenizer, cfg: WhisperFin
 
 
 def _evaluate(model: Whisper, sets, tok: WhisperTokenizer, cfg: WhisperFinetuneConfig, epoch: int,
-              loss: float | None, merge: float = 1.0, averaged: int = 1) -> EpochReport:
+              loss: float | None, **what) -> EpochReport:
+    """The report of the weights in ``model`` (``what``: the EpochReport fields saying which candidate it is)."""
     _, dev, general = sets
     gen_wer = dev_wer(model, general, tok, cfg) if general else None
-    return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer, merge=merge, averaged=averaged)
+    return EpochReport(epoch, loss, dev_wer(model, dev, tok, cfg), gen_wer, **what)
 
 
 def _step(model, ex, idx, prompt, tok, cfg, optimizer, version: list[int] | None = None) -> float:
@@ -205,7 +206,7 @@ def _fit(model, tok, cfg, sets, out_dir: Path, progress: bool, first: EpochRepor
     for epoch in range(1, cfg.train.max_epochs + 1):
         loss, n = _train_epoch(model, train, prompt, tok, cfg, optimizer, scheduler, gen, progress, epoch)
         step += n
-        reports.append(dataclasses.replace(_evaluate(model, sets, tok, cfg, epoch, loss), run=run))
+        reports.append(_evaluate(model, sets, tok, cfg, epoch, loss, run=run))
         paths[epoch] = save(step, epoch)
         kept = keep_rule(reports, cfg.max_forgetting)  # only ever moves to the newest epoch, so never a pruned one
         ckpt.mark_best(out_dir, paths[kept], "dev_wer", reports[kept].dev_wer)
@@ -234,7 +235,7 @@ def _final_weights(model: Whisper, paths: dict, last: int, sets, tok, cfg: Whisp
     if k == 1:
         return []
     model.load_state_dict(ckpt.average_checkpoints([paths[e] for e in range(last - k + 1, last + 1)]))
-    report = dataclasses.replace(_evaluate(model, sets, tok, cfg, last, None, averaged=k), run=run)
+    report = _evaluate(model, sets, tok, cfg, last, None, averaged=k, run=run)
     _say(report, "mean of epochs", sets)
     return [report]
 
@@ -244,7 +245,7 @@ def _soup(model: Whisper, finals: list[dict], lasts: list[int], sets, tok, cfg: 
     if len(finals) < 2 or max(lasts) == 0:
         return []
     model.load_state_dict(_mean(finals))
-    report = dataclasses.replace(_evaluate(model, sets, tok, cfg, max(lasts), None), soup=len(finals))
+    report = _evaluate(model, sets, tok, cfg, max(lasts), None, soup=len(finals))
     _say(report, "soup", sets)
     return [report]
 
@@ -264,8 +265,8 @@ def _merges(model: Whisper, pretrained: dict, final: EpochReport, sets, tok, cfg
     reports = []
     for ratio in cfg.merge_ratios:
         model.load_state_dict(merge_weights(pretrained, tuned, ratio))
-        reports.append(dataclasses.replace(_evaluate(model, sets, tok, cfg, final.epoch, None), merge=ratio,
-                                           averaged=final.averaged, run=final.run, soup=final.soup))
+        reports.append(_evaluate(model, sets, tok, cfg, final.epoch, None, merge=ratio, averaged=final.averaged,
+                                 run=final.run, soup=final.soup))
         _say(reports[-1], "merge", sets)
     model.load_state_dict(tuned)
     return reports
