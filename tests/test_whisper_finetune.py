@@ -128,6 +128,15 @@ def test_a_kept_merge_is_exported_as_the_interpolated_weights(tmp_path, monkeypa
         ft.finetune(base, rows, rows, tmp_path / "bad", WhisperFinetuneConfig(merge_ratios=(1.0,)), progress=False)
 
 
+def _keep_by_name(pick: str, names: list):
+    """A keep rule for tests: the newest candidate during training, the one named ``pick`` at the end; the
+    names it was last offered land in ``names``."""
+    def rule(reports, _):
+        names[:] = [r.name for r in reports]
+        return names.index(pick) if pick in names else len(reports) - 1
+    return rule
+
+
 @pytest.mark.parametrize("pick", ["2-3", "2-3x0.3"])
 def test_the_mean_of_the_last_epochs_is_a_candidate_and_what_merges_start_from(tmp_path, monkeypatch, pick):
     from safetensors.torch import load_file
@@ -141,12 +150,7 @@ def test_the_mean_of_the_last_epochs_is_a_candidate_and_what_merges_start_from(t
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-2, max_epochs=3, warmup_steps=0,
                                                              average_last=2), batch_size=2, patience=10)
     names = []
-
-    def pick_by_name(reports, _):  # during training: the newest epoch; at the end: the candidate ``pick``
-        names[:] = [r.name for r in reports]
-        return names.index(pick) if pick in names else len(reports) - 1
-
-    monkeypatch.setattr(ft, "keep_rule", pick_by_name)
+    monkeypatch.setattr(ft, "keep_rule", _keep_by_name(pick, names))
     result = ft.finetune(base, rows, rows, tmp_path / "ft", cfg, progress=False)
     assert names == ["0", "1", "2", "3", "2-3", "2-3x0.3"]
     mean = result.epochs[4]
@@ -498,12 +502,7 @@ def test_a_soup_of_runs_is_the_candidate_and_what_merges_start_from(tmp_path, mo
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=1e-2, max_epochs=2, warmup_steps=0),
                               batch_size=2, patience=10)
     names = []
-
-    def pick_by_name(reports, _):  # during training: the newest epoch; at the end: the candidate ``pick``
-        names[:] = [r.name for r in reports]
-        return names.index(pick) if pick in names else len(reports) - 1
-
-    monkeypatch.setattr(ft, "keep_rule", pick_by_name)
+    monkeypatch.setattr(ft, "keep_rule", _keep_by_name(pick, names))
     result = ft.finetune(base, rows, rows, tmp_path / "ft", cfg, progress=False)
     assert names == ["0", "soup2", "soup2x0.3"]  # what the keep rule chose from at the end
     assert [e.name for e in result.epochs] == ["0", "r1:1", "r1:2", "r2:1", "r2:2", "soup2", "soup2x0.3"]
