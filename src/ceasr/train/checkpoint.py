@@ -202,7 +202,12 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, torch.Tensor]:
     """The mean of the checkpoints' weights; integer buffers (counters) are taken from the last one."""
     if not paths:
         raise ValueError("average_checkpoints needs at least one checkpoint")
-    states = [load_file(str(Path(p) / WEIGHTS)) for p in paths]
+    return average_states([load_file(str(Path(p) / WEIGHTS)) for p in paths])
+
+
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The mean of state dicts with the same names, in float64 then each tensor's dtype; integer buffers
+    (counters) are taken from the last one."""
     out = {}
     for name, last in states[-1].items():
         if last.is_floating_point():

@@ -244,16 +244,10 @@ def _soup(model: Whisper, finals: list[dict], lasts: list[int], sets, tok, cfg: 
     """With several runs, load the mean of their final weights (a model soup) into ``model`` and report it."""
     if len(finals) < 2 or max(lasts) == 0:
         return []
-    model.load_state_dict(_mean(finals))
+    model.load_state_dict(ckpt.average_states(finals))
     report = _evaluate(model, sets, tok, cfg, max(lasts), None, soup=len(finals))
     _say(report, "soup", sets)
     return [report]
-
-
-def _mean(states: list[dict]) -> dict:
-    """The mean of state dicts, tensor by tensor (non-float tensors from the first)."""
-    return {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
-            for k, v in states[0].items()}
 
 
 def _merges(model: Whisper, pretrained: dict, final: EpochReport, sets, tok, cfg: WhisperFinetuneConfig) -> list:
@@ -284,7 +278,7 @@ def _candidate_weights(model: Whisper, choice: EpochReport, paths: dict, pretrai
     """Load the weights of the candidate ``choice`` into ``model`` (``paths[run][epoch]``: the runs'
     checkpoints; ``finals``: the runs' final weights, which a soup averages)."""
     if choice.soup > 1:
-        model.load_state_dict(_mean(finals))
+        model.load_state_dict(ckpt.average_states(finals))
     else:
         first = choice.epoch - choice.averaged + 1
         runs = paths[choice.run or 1]
