@@ -342,7 +342,8 @@ def finetune(model_dir: str | Path, train_rows: list[Utterance], dev_rows: list[
         run_reports, paths[run] = _fit(model, tok, cfg, sets, run_dir, progress, reports[0], tag)
         lasts.append(run_reports[-1].epoch)
         reports += run_reports[1:] + _final_weights(model, paths[run], lasts[-1], sets, tok, cfg, tag)
-        finals.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        if cfg.runs > 1:  # a soup's ingredients; one run's final weights stay in ``model``
+            finals.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     reports += _soup(model, finals, lasts, sets, tok, cfg)
     final = reports[-1] if cfg.runs > 1 else EpochReport(lasts[0], None, 0.0, None, averaged=_averaged(lasts[0], cfg))
     reports += _merges(model, pretrained, final, sets, tok, cfg)
