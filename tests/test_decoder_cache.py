@@ -105,3 +105,36 @@ def test_beam_search_with_cache_equals_whole_prefix_search(ctc_weight):
     for got, want in zip(cached, reference):
         assert [h.tokens for h in got] == [h.tokens for h in want]
         assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4)
+
+
+def test_memory_positions_equal_the_plain_decoder_on_a_memory_with_sinusoids_added():
+    """``memory_positions`` adds Vaswani et al.'s sin/cos of each frame index to the memory (computed here
+    from the formula, not from ``sinusoidal_encoding``), in both the whole-sequence and the cached path."""
+    torch.manual_seed(3)
+    plain = TransformerDecoder(VOCAB, D, n_heads=2, layers=2, ff_dim=32, dropout=0.0).eval()
+    positioned = TransformerDecoder(VOCAB, D, n_heads=2, layers=2, ff_dim=32, dropout=0.0,
+                                    memory_positions=True).eval()
+    positioned.load_state_dict(plain.state_dict())
+    memory, lens = torch.randn(2, 9, D), torch.tensor([9, 5])
+    t = torch.arange(9.0)[:, None]
+    i = torch.arange(0, D, 2, dtype=torch.float32)[None, :]
+    pe = torch.zeros(9, D)
+    pe[:, 0::2], pe[:, 1::2] = torch.sin(t / 10000 ** (i / D)), torch.cos(t / 10000 ** (i / D))
+    ys = torch.randint(0, VOCAB, (2, 4))
+    with torch.inference_mode():
+        expected = plain(memory + pe, lens, ys)
+        torch.testing.assert_close(positioned(memory, lens, ys), expected, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(plain(memory, lens, ys), expected, atol=1e-3)  # the positions change the output
+        state = positioned.start(memory, lens)
+        for k in range(ys.shape[1]):
+            logits, state = positioned.step(state, ys[:, k])
+            torch.testing.assert_close(logits, expected[:, k], atol=1e-5, rtol=1e-5)
+
+
+def test_build_model_passes_decoder_positions_through():
+    cfg = ModelConfig(d_model=16, n_heads=2, encoder_layers=1, ff_dim=32, subsampling_channels=8,
+                      decoder_layers=1, decoder_ff_dim=32, decoder_positions=True)
+    assert build_model(cfg, n_mels=20, vocab_size=VOCAB).decoder.memory_positions
+    assert not build_model(ModelConfig(d_model=16, n_heads=2, encoder_layers=1, ff_dim=32, subsampling_channels=8,
+                                       decoder_layers=1, decoder_ff_dim=32), n_mels=20, vocab_size=VOCAB
+                           ).decoder.memory_positions

@@ -42,8 +42,9 @@ def test_traced_encoding_equals_eager_at_other_batch_sizes_and_lengths(fields):
         torch.testing.assert_close(t_enc, enc, atol=1e-5, rtol=1e-5)
 
 
-def test_traced_decoder_scores_other_numbers_and_lengths_of_sequences_as_the_eager_one():
-    model = _model()
+@pytest.mark.parametrize("positions", [False, True])
+def test_traced_decoder_scores_other_numbers_and_lengths_of_sequences_as_the_eager_one(positions):
+    model = _model(decoder_positions=positions)
     traced = traced_for_inference(model, 80)
     assert isinstance(traced.decoder.forward, torch.jit.ScriptModule) and hasattr(traced.decoder, "step")
     assert not isinstance(model.decoder.forward_text, torch.jit.ScriptFunction | torch.jit.ScriptModule)

@@ -52,6 +52,10 @@ class ModelConfig:
     subsampling_channels: int = 144
     decoder_layers: int = 2  # 0: no attention decoder (CTC only)
     decoder_ff_dim: int = 576
+    # Absolute sinusoidal positions added to the encoder output the decoder attends to. A rotary encoder's
+    # output carries none, so cross-attention finds its place by content alone, and two identical words in a
+    # row look alike (Whisper's encoder output has positions).
+    decoder_positions: bool = False
     dropout: float = 0.1
     ctc_weight: float = 0.3  # loss = ctc_weight * CTC + (1 - ctc_weight) * attention CE
     label_smoothing: float = 0.1

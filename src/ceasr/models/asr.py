@@ -265,7 +265,8 @@ def build_model(
     decoder = None
     if cfg.decoder_layers > 0:
         decoder = TransformerDecoder(
-            vocab_size, cfg.d_model, cfg.n_heads, cfg.decoder_layers, cfg.decoder_ff_dim, cfg.dropout
+            vocab_size, cfg.d_model, cfg.n_heads, cfg.decoder_layers, cfg.decoder_ff_dim, cfg.dropout,
+            memory_positions=cfg.decoder_positions,
         )
     embed = Conv2dSubsampling(n_mels, cfg.d_model, cfg.subsampling_channels, cfg.subsampling)
     encoder, ctc = ENCODERS[cfg.encoder](cfg), nn.Linear(cfg.d_model, vocab_size)

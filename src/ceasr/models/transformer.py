@@ -278,9 +278,11 @@ class TransformerDecoder(nn.Module):
     """Autoregressive attention decoder: token embedding + positions, pre-LN blocks, output projection."""
 
     def __init__(
-        self, vocab_size: int, d_model: int, n_heads: int, layers: int, ff_dim: int, dropout: float = 0.1
+        self, vocab_size: int, d_model: int, n_heads: int, layers: int, ff_dim: int, dropout: float = 0.1,
+        memory_positions: bool = False,
     ):
         super().__init__()
+        self.memory_positions = memory_positions  # add sinusoidal positions to the memory (its frames' times)
         self.embed = nn.Embedding(vocab_size, d_model)
         self.scale = math.sqrt(d_model)
         self.drop = nn.Dropout(dropout)
@@ -318,16 +320,23 @@ class TransformerDecoder(nn.Module):
         self, memory: torch.Tensor, memory_lens: torch.Tensor, y: torch.Tensor, q: torch.Tensor
     ) -> torch.Tensor:
         """:meth:`forward` from :meth:`text_states` ``y``, ``q`` -> logits (N, L, V)."""
-        memory_mask = lengths_to_mask(memory_lens, memory.size(1))  # (B, T)
+        memory, memory_mask = self.positioned(memory), lengths_to_mask(memory_lens, memory.size(1))  # (B, T)
         y = self.layers[0].audio_part(y, memory, memory_mask, q)
         for layer in self.layers[1:]:
             y = layer(y, memory, memory_mask)
         return self.out(self.norm(y))  # (B, L, V)
 
+    def positioned(self, memory: torch.Tensor) -> torch.Tensor:
+        """The memory (B, S, D) the blocks attend to: with ``memory_positions``, plus each frame's sinusoidal
+        position."""
+        if not self.memory_positions:
+            return memory
+        return memory + sinusoidal_encoding(memory.size(1), memory.size(2), memory.device).to(memory.dtype)
+
     def start(self, memory: torch.Tensor, memory_lens: torch.Tensor) -> DecoderState:
         """The state before any token, for memory (B, S, D) with lengths (B,): B hypotheses (B = 1 may be
         shared by any number of hypotheses after :meth:`DecoderState.select`)."""
-        memory_mask = lengths_to_mask(memory_lens, memory.size(1))  # (B, S)
+        memory, memory_mask = self.positioned(memory), lengths_to_mask(memory_lens, memory.size(1))  # (B, S)
         memory_kv = tuple(layer.src_att.keys_values(memory) for layer in self.layers)
         h, dh = self.layers[0].self_att.n_heads, self.embed.embedding_dim // self.layers[0].self_att.n_heads
         empty = memory.new_zeros(memory.size(0), h, 0, dh)
