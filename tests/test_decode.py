@@ -23,6 +23,7 @@ from ceasr.decode import (
 )
 from ceasr.decode import PRUNE_LOG_PROB
 from ceasr.decode.ctc import greedy_tokens
+from ceasr.decode.fusion import Fusion
 from ceasr.errors import CeasrError, ConfigError
 
 BLANK, UNK, EOS = 0, 1, 2
@@ -333,13 +334,16 @@ def test_decode_batch_equals_per_utterance(method):
         assert hyps[b].score == pytest.approx(single.score)
 
 
-@pytest.mark.parametrize("ctc_weight,seed", [(0.3, 0), (0.5, 1), (0.0, 2), (1.0, 3)])
-def test_attention_rescoring_ranks_the_prefix_beam_nbest_by_the_joint_score(ctc_weight, seed):
+@pytest.mark.parametrize("ctc_weight,length_penalty,seed", [
+    (0.3, 0.0, 0), (0.5, 0.0, 1), (0.0, 0.0, 2), (1.0, 0.0, 3), (0.6, 0.5, 4), (0.6, 2.0, 5),
+])
+def test_attention_rescoring_ranks_the_prefix_beam_nbest_by_the_joint_score(ctc_weight, length_penalty, seed):
     """Each n-best hypothesis of the prefix beam, rescored by hand: brute-force CTC likelihood and the
-    decoder's log-probabilities of its tokens and eos."""
+    decoder's log-probabilities of its tokens and eos, plus the length bonus per token."""
     model = StandInModel(seed=seed)
     feats, lens = padded_batch([7, 5], seed=seed)
-    cfg = DecodeConfig(method="attention_rescoring", beam_size=5, ctc_weight=ctc_weight)
+    cfg = DecodeConfig(method="attention_rescoring", beam_size=5, ctc_weight=ctc_weight,
+                       length_penalty=length_penalty)
     got = decode(model, feats, lens, cfg)
     if ctc_weight == 1.0:  # nothing to rescore: the prefix beam's answer
         assert got == decode(model, feats, lens, DecodeConfig(method="ctc_prefix_beam", beam_size=5))
@@ -347,14 +351,17 @@ def test_attention_rescoring_ranks_the_prefix_beam_nbest_by_the_joint_score(ctc_
     for b, n in enumerate(lens.tolist()):
         enc = feats[b, :n]
         lp, bias = enc.log_softmax(-1), enc.mean(0)
+        # the n-best of a prefix beam whose prefixes carry the length bonus too (tested on its own elsewhere)
         nbest = ctc_prefix_beam_search_batch(feats[b : b + 1, :n].log_softmax(-1), lens[b : b + 1], 5, top_k=5,
-                                             min_log_prob=PRUNE_LOG_PROB)[0]
+                                             min_log_prob=PRUNE_LOG_PROB,
+                                             fusion=Fusion((), length_bonus=length_penalty))[0]
         want = []
         for h in nbest:
             seq = tuple(h.tokens)
             att = sum(float((model.decoder.prefix_logits((EOS,) + seq[:i]) + bias).log_softmax(-1)[tok])
                       for i, tok in enumerate(seq + (EOS,)))
-            want.append(((1 - ctc_weight) * att + ctc_weight * ctc_loss_score(lp, list(seq)), seq))
+            want.append(((1 - ctc_weight) * att + ctc_weight * ctc_loss_score(lp, list(seq))
+                         + length_penalty * len(seq), seq))
         best_score, best_seq = max(want)
         assert got[b].tokens == best_seq
         assert got[b].score == pytest.approx(best_score, abs=1e-6)
