@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -135,6 +136,5 @@ def test_build_model_passes_decoder_positions_through():
     cfg = ModelConfig(d_model=16, n_heads=2, encoder_layers=1, ff_dim=32, subsampling_channels=8,
                       decoder_layers=1, decoder_ff_dim=32, decoder_positions=True)
     assert build_model(cfg, n_mels=20, vocab_size=VOCAB).decoder.memory_positions
-    assert not build_model(ModelConfig(d_model=16, n_heads=2, encoder_layers=1, ff_dim=32, subsampling_channels=8,
-                                       decoder_layers=1, decoder_ff_dim=32), n_mels=20, vocab_size=VOCAB
-                           ).decoder.memory_positions
+    off = dataclasses.replace(cfg, decoder_positions=False)
+    assert not build_model(off, n_mels=20, vocab_size=VOCAB).decoder.memory_positions
