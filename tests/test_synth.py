@@ -122,6 +122,16 @@ def test_split_voices_keeps_a_shared_speaker_in_one_split():
         assert [v.id for v in splits["test"][:2]] == ["flite:slt", "festival:cmu_us_slt_arctic_hts"]
 
 
+def test_an_engine_of_three_speakers_gives_two_to_train_and_none_to_dev():
+    festival = [Voice("festival", n, "", f"speaker:{n}") for n in ("kal", "ked", "slt")]
+    espeak = [Voice("espeak-ng", "en", f"v{i}", f"espeak-ng:+v{i}") for i in range(40)]
+    for seed in range(4):
+        splits = synth.split_voices(festival + espeak, seed)
+        counts = {name: sum(v.engine == "festival" for v in vs) for name, vs in splits.items()}
+        assert counts == {"train": 2, "dev": 0, "test": 1}
+        assert {v.engine for v in splits["dev"]} == {"espeak-ng"}
+
+
 def test_holdout_engine_only_in_test(tmp_path):
     voices = [v for name in ("espeak-ng", "flite") for v in ENGINES[name].voices()]
     splits = synth.split_voices(voices, seed=1, holdout_engine="flite")

@@ -26,13 +26,14 @@ def demo_config_path(lang: str = "en") -> Path:
 def ensure_corpus(
     data_dir: Path, hours: float, seed: int, lang: str = "en", holdout_engine: str | None = None
 ) -> None:
-    """Synthesize the corpus unless the same one (hours, seed, language, held-out engine) is already there, as
-    its ``synth.json`` stamp says (synthesis is deterministic for these, so the files are the same)."""
-    from ceasr.data.synth import synthesize
+    """Synthesize the corpus unless the same one (hours, seed, language, held-out engine, corpus version) is
+    already there, as its ``synth.json`` stamp says (synthesis is deterministic for these, so the files are the
+    same)."""
+    from ceasr.data.synth import CORPUS_VERSION, synthesize
 
     stamp = data_dir / "synth.json"
     wanted = ({"hours": hours, "seed": seed} | ({"lang": lang} if lang != "en" else {})
-              | ({"holdout_engine": holdout_engine} if holdout_engine else {}))
+              | ({"holdout_engine": holdout_engine} if holdout_engine else {}) | {"version": CORPUS_VERSION})
     if stamp.exists() and json.loads(stamp.read_text()) == wanted and (data_dir / "test.jsonl").exists():
         print(f"corpus: reusing {data_dir}")
         return
