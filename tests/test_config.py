@@ -50,18 +50,17 @@ def test_base_cycle_and_missing_base_are_config_errors(tmp_path):
         load_config(tmp_path / "c.yaml")
 
 
-def test_bilingual_demo_is_the_english_recipe_with_its_own_tokenizer_decoder_ctc_weight_epochs_lr_and_augmentation():
+def test_bilingual_demo_is_the_english_recipe_with_its_own_tokenizer_decoder_epochs_lr_and_augmentation():
     from ceasr.demo import demo_config_path
 
     en, zh = to_dict(load_config(demo_config_path("en"))), to_dict(load_config(demo_config_path("zh-en")))
     differs = {(s, f) for s in en for f in en[s] if en[s][f] != zh[s][f]}
     assert differs == {("tokenizer", "kind"), ("model", "decoder_layers"), ("model", "decoder_positions"),
-                       ("model", "ctc_weight"), ("train", "max_epochs"), ("train", "lr"),
-                       ("feat_augment", "reverb_prob"), ("feat_augment", "noise_prob")}
+                       ("train", "max_epochs"), ("train", "lr"), ("feat_augment", "reverb_prob"),
+                       ("feat_augment", "noise_prob")}
     assert zh["feat_augment"]["reverb_prob"] == zh["feat_augment"]["noise_prob"] == 0.0
     assert zh["tokenizer"]["kind"] == "bilingual"
     assert (zh["model"]["decoder_layers"], zh["model"]["decoder_positions"]) == (2, True)
-    assert (en["model"]["ctc_weight"], zh["model"]["ctc_weight"]) == (0.5, 0.3)
 
 
 @pytest.mark.parametrize(
