@@ -122,8 +122,8 @@ def installed_engines(engines: tuple[str, ...] | list[str] | None = None) -> lis
 
 def _split_counts(n: int, held_out: bool) -> dict[str, int]:
     """How many of an engine's ``n`` voice groups go to each split: test gets at least one when n >= 2, dev at
-    least one when n >= 4. An engine of three recorded speakers (festival) keeps two for training: such a voice is worth
-    more there than in dev, which the ~900 espeak-ng timbres fill."""
+    least one when n >= 4. An engine of three recorded speakers (festival) keeps two for training: such a voice
+    is worth more there than in dev, which the ~900 espeak-ng timbres fill."""
     if held_out:
         return {"train": 0, "dev": 0, "test": n}
     if n < 4:
