@@ -7,7 +7,8 @@
 set -euo pipefail
 [ "$#" -gt 0 ] || { echo "usage: $0 PACKAGE..." >&2; exit 2; }
 installed() { [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == *" ok installed" ]]; }
-missing=$(for p in "$@"; do installed "$p" || echo "$p"; done | head -1)
+missing=""  # the first package not installed (a loop, not `| head -1`: under pipefail that dies of SIGPIPE)
+for p in "$@"; do installed "$p" || { missing=$p; break; }; done
 [ -n "$missing" ] || exit 0
 . /etc/os-release
 if [ "${ID:-}" != debian ]; then

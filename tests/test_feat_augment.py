@@ -233,6 +233,7 @@ def test_babble_adds_the_other_utterances_energy():
     (dict(snr_db=(20.0, 5.0)), "snr_db"),
     (dict(bandlimit_hz=(7000.0, 3400.0)), "bandlimit_hz"),
     (dict(tempo=(0.0, 1.1)), "tempo"),
+    (dict(whisper_tilt_db=(8.0, 2.0)), "whisper_tilt_db"),
 ])
 def test_bad_settings_are_named(bad, match):
     with pytest.raises(ConfigError, match=match):
@@ -277,3 +278,98 @@ def test_reverb_is_the_causal_convolution_of_the_energies_written_out():
             want[t] += h[k] * e[t - k]
     want = (want * (e.sum() / want.sum())).log().float()
     torch.testing.assert_close(reverberate(x, rt60, drr, hop), want, rtol=0, atol=1e-5)
+
+
+def formant_filter(source: np.ndarray, formants=((500.0, 80.0), (1500.0, 100.0), (2500.0, 120.0))) -> np.ndarray:
+    """``source`` through a cascade of two-pole resonators (frequency, bandwidth in Hz): a vowel's vocal tract."""
+    h = np.zeros(2048)
+    h[0] = 1.0
+    for freq, bw in formants:  # the cascade's impulse response, resonator by resonator
+        r = math.exp(-math.pi * bw / SR)
+        a1, a2 = 2 * r * math.cos(2 * math.pi * freq / SR), -r * r
+        y = np.zeros_like(h)
+        for n in range(len(h)):
+            y[n] = h[n] + a1 * (y[n - 1] if n >= 1 else 0.0) + a2 * (y[n - 2] if n >= 2 else 0.0)
+        h = y * (1 - r)
+    return np.convolve(source, h)[: len(source)].astype(np.float32)
+
+
+def test_whisper_of_a_voiced_vowel_matches_the_filterbank_of_the_whispered_vowel():
+    """Reference: the same vocal tract excited by 250 Hz pulses (a high voice: its harmonics stand out in the
+    low mel bins) and by white noise of the pulses' power (whispered). Averaged over frames, the whispered
+    energies per bin are the voiced ones with the harmonics smoothed out; frame by frame they fluctuate as
+    the noise does."""
+    from ceasr.data.feat_augment import breath_fluctuation, mel_centers, smoothing_kernel, whisper
+
+    period, n = 64, 2 * SR
+    pulses = np.zeros(n)
+    pulses[::period] = 1.0
+    noise = np.random.default_rng(0).standard_normal(n) / math.sqrt(period)  # the same power per sample
+    voiced, whispered = (fbank(10 * formant_filter(s))[10:-10] for s in (pulses, noise))
+    white = fbank(colored_noise("white", n, np.random.default_rng(1)))[10:-10]
+    got = whisper(voiced, smoothing_kernel(mel_centers(FEATS)), torch.zeros(FEATS.n_mels),
+                  breath_fluctuation(white, 1.0))
+    mean_db = lambda x: 10 * torch.log10(x.double().exp().mean(0))  # noqa: E731  per bin, over frames
+    band = (mel_centers(FEATS) > 150) & (mel_centers(FEATS) < 4000)
+    before = (mean_db(voiced) - mean_db(whispered))[band].abs()
+    after = (mean_db(got) - mean_db(whispered))[band].abs()
+    assert float(before.mean()) > 5 and float(before.max()) > 20  # the voice's harmonics and the gaps between
+    assert float(after.mean()) < 2.5 and float(after.max()) < 8  # smoothed: the formants (blurred a little)
+    # Frame-to-frame spread per bin: the whisper's, not the steady voice's.
+    spread = lambda x: x.std(0)[band]  # noqa: E731
+    assert float(spread(voiced).mean()) < 0.1 * float(spread(whispered).mean())
+    assert float((spread(got) / spread(whispered)).log().abs().mean()) < math.log(1.15)
+
+
+def test_breath_fluctuation_has_unit_mean_energy_and_scales_its_spread():
+    from ceasr.data.feat_augment import breath_fluctuation
+
+    white = fbank(colored_noise("white", SR, np.random.default_rng(2)))
+    for power in (0.0, 0.3, 1.0):
+        b = breath_fluctuation(white, power)
+        torch.testing.assert_close(b.double().exp().mean(0), torch.ones(FEATS.n_mels, dtype=torch.float64))
+        torch.testing.assert_close(b.std(0), power * white.std(0), rtol=1e-4, atol=1e-5)
+
+
+def test_smoothing_kernel_averages_and_keeps_a_flat_spectrum():
+    from ceasr.data.feat_augment import mel_centers, smoothing_kernel
+
+    c = mel_centers(FEATS)
+    k = smoothing_kernel(c, 150.0)
+    torch.testing.assert_close(k.sum(1), torch.ones(FEATS.n_mels))
+    assert bool(((k > 0) == ((c[:, None] - c[None, :]).abs() < 150.0)).all())  # within the width, nothing else
+    assert float(k.diagonal()[-1]) == 1.0  # the top bins are more than 150 Hz apart: left alone
+    flat = torch.full((3, FEATS.n_mels), 2.0).exp()
+    torch.testing.assert_close(flat @ k.T, flat)
+
+
+def test_whisper_leaves_silence_and_padding_alone_and_is_seeded():
+    from ceasr.data.feat_augment import LOG_FLOOR
+
+    x, lens = batch_of(speechlike(0), speechlike(1)[: SR // 2])
+    x[0, :5] = LOG_FLOOR  # digital silence
+    aug = FeatAugment(FeatAugmentConfig(enabled=True, whisper_prob=1.0), FEATS)
+    one = aug(x, lens, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(one, aug(x, lens, torch.Generator().manual_seed(3)))
+    assert bool((one[0, :5] == LOG_FLOOR).all()) and not torch.allclose(one[0, 5:], x[0, 5:])
+    assert bool((one[1, int(lens[1]):] == 0).all())
+
+
+def test_whisper_tilt_is_so_many_db_per_octave_below_the_knee():
+    from ceasr.data.feat_augment import (
+        WHISPER_KNEE_HZ,
+        breath_fluctuation,
+        mel_centers,
+        smoothing_kernel,
+        whisper,
+        whisper_tilt,
+    )
+
+    c = mel_centers(FEATS)
+    flat = torch.full((4, FEATS.n_mels), 1.5)
+    calm = breath_fluctuation(torch.randn(4, FEATS.n_mels), 0.0)  # power 0: no fluctuation at all
+    got = whisper(flat, smoothing_kernel(c), 6.0 * whisper_tilt(c), calm)
+    change_db = (got - flat)[0].double() * 10 / math.log(10)
+    want = torch.where(c < WHISPER_KNEE_HZ, -6.0 * torch.log2(WHISPER_KNEE_HZ / c), torch.zeros_like(c))
+    torch.testing.assert_close(change_db, want, atol=1e-4, rtol=0)
+    assert float(change_db[0]) < -6.0 * 3  # the lowest bin, more than three octaves down

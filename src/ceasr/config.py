@@ -146,6 +146,10 @@ class FeatAugmentConfig:
     # Tempo: the item played r times as fast, pitch unchanged (its frames resampled along time to n / r).
     tempo_prob: float = 0.0
     tempo: tuple[float, float] = (0.9, 1.1)
+    # Whispering: the voicing replaced by breath noise under the same spectral envelope, the low frequencies
+    # weakened by a tilt of so many dB per octave below 1.5 kHz (see ceasr.data.feat_augment.whisper).
+    whisper_prob: float = 0.0
+    whisper_tilt_db: tuple[float, float] = (0.0, 8.0)
 
 
 @dataclass(frozen=True)

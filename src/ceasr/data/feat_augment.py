@@ -1,5 +1,5 @@
-"""Augmentation of log-mel features inside the training step: vocal tract length warping, band limiting,
-reverberation, noise, gain.
+"""Augmentation of log-mel features inside the training step: whispering, vocal tract length warping, band
+limiting, reverberation, noise, gain.
 
 Waveform augmentation (:mod:`ceasr.data.augment`) is exact but needs each item's audio and a new filterbank
 pass, in DataLoader workers that take cores from training on a small CPU. The same effects, exactly or in
@@ -30,12 +30,22 @@ elementwise ops and one small matrix product:
   filter weight that lies below ``c`` and attenuates the rest by ``s`` dB: ``x + log(p_m + 10**(-s/10))``
   (exact for a spectrum flat within each filter and an ideal filter).
 
+- **whispering**: a whisper is the same vocal tract excited by breath noise instead of the voice's pulses.
+  Noise of the pulses' power has a flat spectrum at their mean level, so the whispered energy in a bin is the
+  voiced energy averaged over a harmonic spacing: each frame's energies are averaged along frequency over
+  :data:`WHISPER_SMOOTH_HZ` either side (triangular weights; the harmonics go, the formants stay), tilted down
+  below :data:`WHISPER_KNEE_HZ` (breath has little energy where the voice's first formant is strongest;
+  espeak-ng's whisper variants weaken F1 the same way), and multiplied by a noise source's frame-to-frame
+  fluctuation: white noise's mel energies over their mean per bin (unit mean), raised to a power drawn from
+  [0, 1] (espeak-ng's breath is far smoother than a real one; a smaller power is a source averaged over longer
+  stretches) and renormalized to unit mean. Cells at the log floor (digital silence) stay there.
+
 - **tempo** (:meth:`FeatAugment.tempo`, before the rest, since it changes lengths): the item played ``r``
   times as fast without a change of pitch, its frames resampled along time (linear interpolation between
   neighbouring frames) to ``round(n / r)``: new speaking rates, what the time axis of Kaldi's 3-way speed
   perturbation gives, at the cost of one interpolation per item (the pitch and formant side is VTLP's).
 
-Order per item: warp (the voice), band limit (the channel), reverberation (the room), noise, gain (the
+Order per item: whisper (the source), warp (the voice), band limit (the channel), reverberation (the room), noise, gain (the
 microphone). Padding frames stay 0. Each item's draws come from the caller's ``torch.Generator``, so a
 step's augmentation is fixed by its seed.
 """
@@ -58,6 +68,8 @@ LOG_FLOOR = math.log(_EPS)
 NOISE_SECONDS = 10.0  # of each colour in the bank; items longer than that loop it
 WARP_BOUNDARY = 0.85  # the linear warp bends at this fraction of the filterbank's top frequency
 PAD_MULTIPLE = 16  # frames: the batch length after a tempo change is rounded up to a multiple of this
+WHISPER_SMOOTH_HZ = 150.0  # the whisper's smoothing: energies averaged over this many Hz either side
+WHISPER_KNEE_HZ = 1500.0  # the whisper's tilt: so many dB per octave below this frequency
 
 
 def top_freq(cfg: FeatureConfig) -> float:
@@ -116,6 +128,36 @@ def deemphasis_weights(cfg: FeatureConfig) -> Tensor:
     return weights.sum(0) / (gain @ weights).clamp_min(1e-12)
 
 
+def smoothing_kernel(centers: Tensor, width_hz: float = WHISPER_SMOOTH_HZ) -> Tensor:
+    """(F, F) with rows summing to 1: row ``m`` weights bin ``m'`` by ``max(0, 1 - |c_m - c_m'| / width_hz)``
+    (``c`` the bins' centre frequencies); ``E @ K.T`` averages each frame's energies along frequency."""
+    w = (1.0 - (centers[:, None] - centers[None, :]).abs() / width_hz).clamp_min(0.0)
+    return (w / w.sum(1, keepdim=True)).float()
+
+
+def whisper_tilt(centers: Tensor, knee_hz: float = WHISPER_KNEE_HZ) -> Tensor:
+    """(F,) log-energy change per 1 dB/octave of whisper tilt: ``-log2(knee / f)`` octaves below the knee (0 above)
+    times ``ln(10) / 10``."""
+    octaves = torch.log2(knee_hz / centers.clamp_min(1.0)).clamp_min(0.0)
+    return (-octaves * math.log(10) / 10).float()
+
+
+def breath_fluctuation(noise: Tensor, power: float) -> Tensor:
+    """(T, F) log of a noise source's energy fluctuation: ``power`` times the log-mel ``noise`` (T, F), minus
+    the log of the mean energy that leaves per bin (so that its energies have mean 1 over the T frames)."""
+    scaled = power * noise.double()
+    return (scaled - torch.logsumexp(scaled, 0) + math.log(noise.shape[0])).to(noise.dtype)
+
+
+def whisper(feats: Tensor, kernel: Tensor, tilt: Tensor, breath: Tensor) -> Tensor:
+    """Log-mel (T, F) of the same speech whispered: the energies averaged along frequency by ``kernel``
+    (:func:`smoothing_kernel`), plus ``tilt`` (F,) and ``breath`` (T, F) (:func:`breath_fluctuation`), floored
+    where the filterbank floors; cells of ``feats`` at the floor stay there."""
+    envelope = torch.log((feats.exp() @ kernel.T.to(feats)).clamp_min(_EPS))
+    out = (envelope + tilt.to(feats) + breath.to(feats)).clamp_min(LOG_FLOOR)
+    return torch.where(feats <= LOG_FLOOR, feats, out)
+
+
 def band_limit(feats: Tensor, passed: Tensor, stop_db: float) -> Tensor:
     """Log-mel (T, F) of the wave low-passed: bin ``m`` keeps ``passed[m]`` of its energy, the rest falls by
     ``stop_db`` dB; floored where the filterbank floors."""
@@ -133,7 +175,8 @@ class FeatAugment:
         if unknown or (cfg.noise_prob > 0 and not kinds):
             raise ConfigError(f"feat_augment.noise_kinds: unknown {', '.join(unknown) or '(none given)'}; "
                               f"known: {', '.join((*NOISE_COLORS, 'babble'))}")
-        for name in ("warp", "rt60", "drr_db", "snr_db", "gain_db", "bandlimit_hz", "bandlimit_stop_db", "tempo"):
+        for name in ("warp", "rt60", "drr_db", "snr_db", "gain_db", "bandlimit_hz", "bandlimit_stop_db", "tempo",
+                     "whisper_tilt_db"):
             low, high = getattr(cfg, name)
             if low > high:
                 raise ConfigError(f"feat_augment.{name}: low {low} > high {high}")
@@ -149,10 +192,14 @@ class FeatAugment:
         rng = np.random.default_rng(seed)
         n = int(NOISE_SECONDS * features.sample_rate)
         self.noise = {}  # colour -> (T, F) log-mel of unit-RMS noise
-        for color in (k for k in kinds if k in NOISE_COLORS):
+        colors = [k for k in kinds if k in NOISE_COLORS] + (["white"] if cfg.whisper_prob > 0 else [])
+        for color in dict.fromkeys(colors):
             wave = torch.from_numpy(colored_noise(color, n, rng))[None]
             with torch.no_grad():
                 self.noise[color] = fbank(wave, torch.tensor([n]))[0][0]
+        if cfg.whisper_prob > 0:
+            self.kernel = smoothing_kernel(self.centers)
+            self.tilt = whisper_tilt(self.centers)
 
     def __call__(self, x: Tensor, lens: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``x`` (B, T, F) raw log-mel, ``lens`` (B,) -> augmented copy; frames at or past ``lens`` stay 0."""
@@ -160,12 +207,18 @@ class FeatAugment:
         B, T, _ = x.shape
         lens = lens.detach().to("cpu", torch.int64)
         u = torch.rand(B, 13, generator=generator, dtype=torch.float64)  # fixed draws per item, in order
+        # Drawn only when used, so that configs without whispering keep their random stream.
+        v = torch.rand(B, 4, generator=generator, dtype=torch.float64) if cfg.whisper_prob > 0 else None
         out = x.clone()
         for b in range(B):
             n = int(lens[b])
             if n == 0:
                 continue
             item = x[b, :n]
+            if v is not None and v[b, 0] < cfg.whisper_prob:
+                white = loop_frames(self.noise["white"], int(v[b, 2] * len(self.noise["white"])), n)
+                tilt = _between(cfg.whisper_tilt_db, v[b, 1]) * self.tilt
+                item = whisper(item, self.kernel, tilt, breath_fluctuation(white, float(v[b, 3])))
             if u[b, 0] < cfg.warp_prob:
                 alpha = _between(cfg.warp, u[b, 1])
                 item = item @ warp_matrix(self.centers, alpha, self.top).to(item)
