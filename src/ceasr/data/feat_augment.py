@@ -45,9 +45,9 @@ elementwise ops and one small matrix product:
   neighbouring frames) to ``round(n / r)``: new speaking rates, what the time axis of Kaldi's 3-way speed
   perturbation gives, at the cost of one interpolation per item (the pitch and formant side is VTLP's).
 
-Order per item: whisper (the source), warp (the voice), band limit (the channel), reverberation (the room), noise, gain (the
-microphone). Padding frames stay 0. Each item's draws come from the caller's ``torch.Generator``, so a
-step's augmentation is fixed by its seed.
+Order per item: whisper (the source), warp (the voice), band limit (the channel), reverberation (the room),
+noise, gain (the microphone). Padding frames stay 0. Each item's draws come from the caller's
+``torch.Generator``, so a step's augmentation is fixed by its seed.
 """
 
 from __future__ import annotations
