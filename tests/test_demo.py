@@ -20,14 +20,15 @@ def test_a_corpus_is_reused_only_when_its_stamp_matches(tmp_path, monkeypatch):
     ensure_corpus(data, 1.0, 0)
     ensure_corpus(data, 1.0, 0)  # the same corpus: reused
     assert len(calls) == 1
-    assert json.loads((data / "synth.json").read_text()) == {"hours": 1.0, "seed": 0, "version": 2}
+    assert json.loads((data / "synth.json").read_text()) == {"hours": 1.0, "seed": 0,
+                                                             "version": ceasr.data.synth.CORPUS_VERSION}
     ensure_corpus(data, 1.0, 0, holdout_engine="flite")  # another split: synthesized anew
     ensure_corpus(data, 1.0, 0, holdout_engine="flite")
     ensure_corpus(data, 1.0, 1, holdout_engine="flite")
     assert [c["holdout_engine"] for c in calls] == [None, "flite", "flite"]
     assert [c["seed"] for c in calls] == [0, 0, 1]
     assert json.loads((data / "synth.json").read_text()) == {"hours": 1.0, "seed": 1, "holdout_engine": "flite",
-                                                             "version": 2}
+                                                             "version": ceasr.data.synth.CORPUS_VERSION}
     (data / "synth.json").write_text(json.dumps({"hours": 1.0, "seed": 1, "holdout_engine": "flite"}))
     ensure_corpus(data, 1.0, 1, holdout_engine="flite")  # made by an older ceasr: synthesized anew
     assert len(calls) == 4
