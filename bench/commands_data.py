@@ -125,7 +125,8 @@ def synth_oog(out: Path, lines: dict[str, list[str]], jobs: int, seed: int) -> N
     voices = [v for name in installed_engines() for v in ENGINES[name].voices()]
     splits = split_voices(voices, seed)
     for split, texts in lines.items():
-        planner = _Planner({split: splits[split]}, TextSource(lines=texts), seed, out / f"oog-{split}")
+        planner = _Planner({split: splits[split]}, {split: TextSource(lines=texts)}, seed,
+                           out / f"oog-{split}")
         todo = planner.plan(split, len(texts))
         for job, text in zip(todo, texts):  # every sentence exactly once, not drawn at random
             object.__setattr__(job, "text", text)

@@ -258,3 +258,21 @@ def test_a_rerun_into_the_same_folder_leaves_only_its_own_files(tmp_path):
     synth.synthesize(tmp_path, hours=0.003, seed=0, progress=False)
     listed = {r["audio"] for split in synth.SPLITS for r in read_rows(tmp_path, split)}
     assert listed == {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.wav")}
+
+
+def test_training_domains_change_the_training_split_only(tmp_path, monkeypatch):
+    """TRAIN_DOMAINS reweights what the training split says; dev and test, drawn with their own per-utterance
+    seeds from LANG_DOMAINS, stay byte for byte the same."""
+    plain, weighted = tmp_path / "plain", tmp_path / "weighted"
+    synth.synthesize(plain, hours=0.005, seed=1, jobs=1, progress=False)
+    monkeypatch.setitem(synth.TRAIN_DOMAINS, "en", ("digits",))
+    synth.synthesize(weighted, hours=0.005, seed=1, jobs=1, progress=False)
+    for split in ("dev", "test"):
+        assert (plain / f"{split}.jsonl").read_bytes() == (weighted / f"{split}.jsonl").read_bytes()
+    texts = lambda path: [json.loads(line)["text"] for line in path.read_text().splitlines()]  # noqa: E731
+    train = texts(weighted / "train.jsonl")
+    assert train and all(set(t.split()) <= DIGITS for t in train)
+    assert any(not set(t.split()) <= DIGITS for t in texts(plain / "train.jsonl"))
+    # Domains given by the caller apply to every split, the training split included.
+    synth.synthesize(tmp_path / "given", hours=0.003, seed=1, jobs=1, progress=False, domains=("commands",))
+    assert all(not set(t.split()) <= DIGITS for t in texts(tmp_path / "given" / "train.jsonl"))

@@ -26,10 +26,10 @@ PAUSE_SECONDS = (0.04, 0.16)  # silence where the language changes: a short brea
 class BilingualPlanner(_Planner):
     """Jobs for Mandarin, English and mixed text (see the module docstring); draws are seeded per utterance."""
 
-    def __init__(self, splits: dict[str, list[Voice]], mandarin: set[Voice], source: TextSource, seed: int,
-                 out_dir: Path):
+    def __init__(self, splits: dict[str, list[Voice]], mandarin: set[Voice], sources: dict[str, TextSource],
+                 seed: int, out_dir: Path):
         english = {name: [v for v in voices if v not in mandarin] for name, voices in splits.items()}
-        super().__init__(english, source, seed, out_dir)
+        super().__init__(english, sources, seed, out_dir)
         self.mandarin: dict[str, list[Voice]] = {}
         self.english_by_group: dict[str, dict[str, list[Voice]]] = {}
         for i, (name, voices) in enumerate(splits.items()):
@@ -55,7 +55,7 @@ class BilingualPlanner(_Planner):
 
     def _one(self, split: str) -> Job:
         uid, rng = self._rng(split)
-        text = self.source(rng)
+        text = self.sources[split](rng)
         lang = text_language(text)
         if lang == EN:
             if not self.by_engine[split]:

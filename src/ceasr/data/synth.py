@@ -44,16 +44,21 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
 # Raised whenever the same arguments come to give other files, so a stamped corpus is made anew. 2 (2026-12-07):
-# festival's three recorded speakers give two to train and none to dev (was one each). 3 (2026-12-07): zh-en
-# draws Mandarin digit strings twice as often.
+# festival's three recorded speakers give two to train and none to dev (was one each). 3 (2026-12-07): zh-en's
+# training split draws Mandarin digit strings twice as often (TRAIN_DOMAINS; dev and test unchanged).
 CORPUS_VERSION = 3
 # The default text domains of each language ``synthesize`` speaks, drawn uniformly from the tuple (a domain
 # named twice is drawn twice as often). zh-en: English, Mandarin and mixed; English counts twice, as it has
-# three engines and ~900 voices to generalize over against Mandarin's one voice in ~100 variants, and so do
-# Mandarin digit strings, where nearly all Mandarin errors were (README, "Chinese–English mixed speech").
+# three engines and ~900 voices to generalize over against Mandarin's one voice in ~100 variants.
 LANG_DOMAINS = {
     "en": ("digits", "commands"),
     "zh": ("zh_digits", "zh_commands"),
+    "zh-en": ("digits", "commands", "digits", "commands", "zh_digits", "zh_commands", "mixed_commands"),
+}
+# The training split's draws where they differ from LANG_DOMAINS (dev and test keep those, so they measure the
+# same mix): Mandarin digit strings twice as often, where nearly all Mandarin errors were (README, "Mandarin digit
+# strings drawn twice as often").
+TRAIN_DOMAINS = {
     "zh-en": ("digits", "commands", "digits", "commands", "zh_digits", "zh_commands", "zh_digits", "mixed_commands"),
 }
 SPLIT_SHARES = {"train": 0.78, "dev": 0.10, "test": 0.12}  # of each engine's voice groups
@@ -158,8 +163,9 @@ class _Planner:
     """Draws jobs split by split: utterance ``k`` of a split gets its own RNG; voices of an engine are used in
     turn (a seeded order) so every voice of a split is heard before any is heard twice."""
 
-    def __init__(self, splits: dict[str, list[Voice]], source: TextSource, seed: int, out_dir: Path):
-        self.source, self.seed, self.out_dir = source, seed, out_dir
+    def __init__(self, splits: dict[str, list[Voice]], sources: dict[str, TextSource], seed: int, out_dir: Path):
+        """``sources``: each split's text source."""
+        self.sources, self.seed, self.out_dir = sources, seed, out_dir
         self.by_engine: dict[str, dict[str, list[Voice]]] = {}
         for i, (name, voices) in enumerate(splits.items()):
             rng = np.random.default_rng([seed, 104729, i])
@@ -194,7 +200,7 @@ class _Planner:
     def _one(self, split: str) -> Job:
         uid, rng = self._rng(split)
         voice = self._english_voice(split, rng)
-        return self._job(uid, split, voice, self.source(rng), rng)
+        return self._job(uid, split, voice, self.sources[split](rng), rng)
 
     def _job(self, uid: str, split: str, voice: Voice, text: str, rng: np.random.Generator, **extra) -> Job:
         """The job with its prosody, padding and levels drawn from ``rng`` (after the voice and text)."""
@@ -219,8 +225,9 @@ def synthesize(
 ) -> SynthSummary:
     """Synthesize about ``hours`` of audio into ``out_dir`` (manifests ``{train,dev,test}.jsonl`` + ``audio/``).
 
-    Texts come from ``domains`` (see :data:`ceasr.data.domain.DOMAINS`; default: ``LANG_DOMAINS[lang]``), or
-    from the lines of ``text_file`` (normalized for ``lang``). ``lang`` is "en", "zh" or "zh-en" (see above).
+    Texts come from ``domains`` (see :data:`ceasr.data.domain.DOMAINS`; default: ``LANG_DOMAINS[lang]``, and
+    ``TRAIN_DOMAINS[lang]`` for the training split where it has one), or from the lines of ``text_file``
+    (normalized for ``lang``). ``lang`` is "en", "zh" or "zh-en" (see above).
     ``engines`` defaults to the installed ones of :data:`DEFAULT_ENGINES` (``["all"]``: every installed one);
     ``holdout_engine`` puts all of that engine's voices in test.
     Splits get audio in proportion to their voices; each stops at the first utterance that reaches its share.
@@ -236,8 +243,12 @@ def synthesize(
     names = installed_engines(engines if lang != "zh" else (engines or ["espeak-ng"]))
     if holdout_engine is not None and holdout_engine not in names:
         raise CeasrError(f"holdout engine {holdout_engine!r} is not among the engines used ({', '.join(names)})")
+    given_domains = bool(domains)
     domains = (domains,) if isinstance(domains, str) else tuple(domains or LANG_DOMAINS[lang])
     source = TextSource(lines=read_text_file(text_file, lang)) if text_file is not None else TextSource(domains)
+    sources = dict.fromkeys(SPLITS, source)
+    if text_file is None and not given_domains and lang in TRAIN_DOMAINS:
+        sources["train"] = TextSource(TRAIN_DOMAINS[lang])
     out_dir = Path(out_dir).resolve()  # write_manifest stores paths relative to the resolved folder
     voices = [v for name in names for v in ENGINES[name].voices()] if lang != "zh" else []
     mandarin = _mandarin_voices(names) if lang != "en" else []
@@ -247,11 +258,11 @@ def synthesize(
     targets = {s: hours * 3600 * len(splits[s]) / len(voices + mandarin) for s in SPLITS}
     summary = SynthSummary(out_dir, tuple(names))
     if lang == "en":
-        planner = _Planner(splits, source, seed, out_dir)
+        planner = _Planner(splits, sources, seed, out_dir)
     else:
         from ceasr.data.bilingual import BilingualPlanner  # it builds on this module
 
-        planner = BilingualPlanner(splits, set(mandarin), source, seed, out_dir)
+        planner = BilingualPlanner(splits, set(mandarin), sources, seed, out_dir)
     made = _render_all(planner, targets, jobs, progress, summary.failures)
     for split in SPLITS:
         rows, stretches = _keep_until(made[split], targets[split])
