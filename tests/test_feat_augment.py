@@ -12,16 +12,22 @@ import torch
 from ceasr.config import FeatAugmentConfig, FeatureConfig
 from ceasr.data.augment import colored_noise
 from ceasr.data.feat_augment import (
+    LOG_FLOOR,
     PAD_MULTIPLE,
+    WHISPER_KNEE_HZ,
     FeatAugment,
     add_noise,
     apply_gain,
     band_limit,
+    breath_fluctuation,
     deemphasis_weights,
     mel_centers,
     passband_fraction,
+    smoothing_kernel,
     stretch_time,
     warp_matrix,
+    whisper,
+    whisper_tilt,
 )
 from ceasr.errors import ConfigError
 from ceasr.features import Fbank, kaldi_mel_banks
@@ -299,8 +305,6 @@ def test_whisper_of_a_voiced_vowel_matches_the_filterbank_of_the_whispered_vowel
     low mel bins) and by white noise of the pulses' power (whispered). Averaged over frames, the whispered
     energies per bin are the voiced ones with the harmonics smoothed out; frame by frame they fluctuate as
     the noise does."""
-    from ceasr.data.feat_augment import breath_fluctuation, mel_centers, smoothing_kernel, whisper
-
     period, n = 64, 2 * SR
     pulses = np.zeros(n)
     pulses[::period] = 1.0
@@ -322,8 +326,6 @@ def test_whisper_of_a_voiced_vowel_matches_the_filterbank_of_the_whispered_vowel
 
 
 def test_breath_fluctuation_has_unit_mean_energy_and_scales_its_spread():
-    from ceasr.data.feat_augment import breath_fluctuation
-
     white = fbank(colored_noise("white", SR, np.random.default_rng(2)))
     for power in (0.0, 0.3, 1.0):
         b = breath_fluctuation(white, power)
@@ -332,8 +334,6 @@ def test_breath_fluctuation_has_unit_mean_energy_and_scales_its_spread():
 
 
 def test_smoothing_kernel_averages_and_keeps_a_flat_spectrum():
-    from ceasr.data.feat_augment import mel_centers, smoothing_kernel
-
     c = mel_centers(FEATS)
     k = smoothing_kernel(c, 150.0)
     torch.testing.assert_close(k.sum(1), torch.ones(FEATS.n_mels))
@@ -344,8 +344,6 @@ def test_smoothing_kernel_averages_and_keeps_a_flat_spectrum():
 
 
 def test_whisper_leaves_silence_and_padding_alone_and_is_seeded():
-    from ceasr.data.feat_augment import LOG_FLOOR
-
     x, lens = batch_of(speechlike(0), speechlike(1)[: SR // 2])
     x[0, :5] = LOG_FLOOR  # digital silence
     aug = FeatAugment(FeatAugmentConfig(enabled=True, whisper_prob=1.0), FEATS)
@@ -356,15 +354,6 @@ def test_whisper_leaves_silence_and_padding_alone_and_is_seeded():
 
 
 def test_whisper_tilt_is_so_many_db_per_octave_below_the_knee():
-    from ceasr.data.feat_augment import (
-        WHISPER_KNEE_HZ,
-        breath_fluctuation,
-        mel_centers,
-        smoothing_kernel,
-        whisper,
-        whisper_tilt,
-    )
-
     c = mel_centers(FEATS)
     flat = torch.full((4, FEATS.n_mels), 1.5)
     calm = breath_fluctuation(torch.randn(4, FEATS.n_mels), 0.0)  # power 0: no fluctuation at all
