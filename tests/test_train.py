@@ -72,6 +72,40 @@ def test_resume_gives_the_same_weights(straight, tmp_path):
     assert second.best_dev_wer == result.best_dev_wer
 
 
+def test_time_budget_stops_like_a_resumable_interruption(straight, tmp_path, monkeypatch, capsys):
+    """A clock that advances a minute per step: ``max_minutes=3.5`` stops after step 4 (the schedule still
+    planned for 8), and resuming without a budget ends with the weights of training straight through."""
+    import types
+
+    from ceasr.train import loop
+
+    root, rows, _ = straight
+    minutes = [0]
+    step = loop.train_step
+
+    def timed_step(*args):
+        minutes[0] += 1
+        return step(*args)
+
+    monkeypatch.setattr(loop, "train_step", timed_step)
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=lambda: 60.0 * minutes[0]))
+    cfg = resume_config(8)
+    budget = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_minutes=3.5))
+    first = train(budget, rows, rows[:4], tmp_path / "exp", progress=False)
+    assert first.steps == 4 and (tmp_path / "exp/model/model.safetensors").is_file()
+    assert "train.max_minutes=3.5 reached after step 4 of 8" in capsys.readouterr().err
+    state = torch.load(tmp_path / "exp/checkpoints/step-00000004/state.pt", weights_only=True)
+    assert state["extra"]["seconds"] == 240.0
+    # The budget counts over resumes: 4 minutes spent, so 5.5 allows two more steps.
+    more = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_minutes=5.5))
+    assert train(more, rows, rows[:4], tmp_path / "exp", resume=True, progress=False).steps == 6
+    assert train(cfg, rows, rows[:4], tmp_path / "exp", resume=True, progress=False).steps == 8
+    want = weights(root / "exp/checkpoints/step-00000008")
+    got = weights(tmp_path / "exp/checkpoints/step-00000008")
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 def test_model_dir_rebuilds_the_averaged_model(straight):
     root, rows, _ = straight
     exp = root / "exp"

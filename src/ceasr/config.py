@@ -82,6 +82,10 @@ class TrainConfig:
     warmup_steps: int = 300
     max_steps: int = 0  # 0: run max_epochs
     max_epochs: int = 10
+    # A wall-clock budget (minutes, 0: none), counted from the start of training and over resumes: at the first
+    # step past it training checkpoints, averages the last checkpoints and exports as if it had ended there.
+    # The schedule still follows max_steps/max_epochs, so a budget that does not bind changes nothing.
+    max_minutes: float = 0.0
     batch_seconds: float = 120.0  # total audio seconds in a batch
     num_buckets: int = 10
     grad_clip: float = 5.0

@@ -101,7 +101,7 @@ def train(
         if cfg.train.precision == "auto":
             monitor.note(f"train.precision=auto: {resolve_precision('auto', d.device)} on this {d.device.type}")
         try:
-            _fit(run, monitor)
+            _fit(run, monitor, start)
         finally:
             monitor.close()
         model_dir = export(run)
@@ -198,17 +198,34 @@ def build_run(
     )
 
 
-def _fit(run: Run, monitor: Monitor) -> None:
-    """Steps until max_steps (or max_epochs); checkpoints every ``checkpoint_every`` and at epoch ends."""
+def _fit(run: Run, monitor: Monitor, start: float) -> None:
+    """Steps until max_steps (or max_epochs), or until ``max_minutes`` have passed since ``start`` (plus the
+    time of earlier runs resumed from); checkpoints every ``checkpoint_every``, at epoch ends and at the end."""
     tc, state = run.cfg.train, run.state
+    before = state.seconds
     for event, _ in run_steps(run, monitor):
+        state.seconds = before + time.perf_counter() - start
         if event == "epoch":
             improved = _end_of_epoch(run, monitor)
             save(run, best=improved)
         elif event == "step" and tc.checkpoint_every > 0 and state.step % tc.checkpoint_every == 0:
             save(run)
+        if event != "bad" and _out_of_time(run, before + time.perf_counter() - start):
+            monitor.note(
+                f"train.max_minutes={tc.max_minutes:g} reached after step {state.step} of {run.total_steps} "
+                f"(epoch {state.epoch}): stopping there"
+            )
+            break
     if run.d.is_main and ckpt.latest_checkpoint(run.out_dir) != path_of(run.out_dir, state.step):
         save(run)  # the last step, unless a checkpoint of it exists already
+
+
+def _out_of_time(run: Run, seconds: float) -> bool:
+    """Whether the wall-clock budget is spent; under torchrun all ranks stop when any one's clock says so."""
+    if run.cfg.train.max_minutes <= 0:
+        return False
+    over = torch.tensor([float(seconds >= 60.0 * run.cfg.train.max_minutes)], dtype=torch.float64)
+    return distributed.all_reduce_sum(run.d, over).item() > 0
 
 
 def run_steps(run: Run, monitor: Monitor):

@@ -128,5 +128,7 @@ def check_train_config(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.accum_steps: must be at least 1, got {tc.accum_steps}")
     if tc.max_steps <= 0 and tc.max_epochs <= 0:
         raise ConfigError("train: set train.max_steps or train.max_epochs above 0")
+    if tc.max_minutes < 0:
+        raise ConfigError(f"train.max_minutes: must be 0 (no budget) or positive, got {tc.max_minutes}")
     if tc.batch_seconds <= 0:
         raise ConfigError(f"train.batch_seconds: must be positive, got {tc.batch_seconds}")

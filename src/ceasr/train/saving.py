@@ -30,6 +30,7 @@ class Progress:
     best_dev_loss: float | None = None
     best_dev_wer: float | None = None
     best_value: float | None = None  # of cfg.train.best_by
+    seconds: float = 0.0  # wall-clock time spent training, over resumes (train.max_minutes)
 
 
 def path_of(out_dir: Path, step: int) -> Path:
