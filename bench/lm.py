@@ -292,6 +292,9 @@ def load_sets(rec, data: Path, out: Path, key: str, conds: dict) -> dict:
 
 def main() -> None:
     args = parse_args()
+    if not PEER_PYTHON.exists():
+        raise SystemExit(f"{PEER_PYTHON}: missing; the pyctcdecode peer needs its own venv: python -m venv .venv-lm && "
+                         ".venv-lm/bin/pip install pyctcdecode==0.5.0 kenlm==0.3.0")
     env = pin_threads(args.threads)
     load = load_average()
     out, data = Path(args.out), Path(args.data)
