@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import types
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from ceasr.config import FeatAugmentConfig
 from ceasr.errors import CeasrError
 from ceasr.features import Fbank
 from ceasr.modeldir import load_model_dir
+from ceasr.train import loop
 from ceasr.train.loop import train
 
 pytestmark = pytest.mark.slow
@@ -75,10 +77,6 @@ def test_resume_gives_the_same_weights(straight, tmp_path):
 def test_time_budget_stops_like_a_resumable_interruption(straight, tmp_path, monkeypatch, capsys):
     """A clock that advances a minute per step: ``max_minutes=3.5`` stops after step 4 (the schedule still
     planned for 8), and resuming without a budget ends with the weights of training straight through."""
-    import types
-
-    from ceasr.train import loop
-
     root, rows, _ = straight
     minutes = [0]
     step = loop.train_step
