@@ -26,13 +26,14 @@ import numpy as np
 import torch
 
 from ceasr.config import ExperimentConfig
-from ceasr.data.dataset import AsrDataset, AugmentedDataset, Batch, collate
+from ceasr.data.dataset import AsrDataset, AugmentedDataset, Batch
 from ceasr.data.feat_augment import FeatAugment
 from ceasr.data.manifest import Utterance
 from ceasr.data.sampler import DurationBucketSampler
 from ceasr.errors import CeasrError
 from ceasr.train import checkpoint as ckpt
 from ceasr.train import distributed
+from ceasr.train.feed import batches, groups
 from ceasr.train.monitor import Monitor
 from ceasr.train.optim import autocast, build_optimizer, build_scheduler, resolve_precision
 from ceasr.train.prepare import build_dataset, check_train_config, fill_cmvn, prepare_run
@@ -242,7 +243,8 @@ def run_steps(run: Run, monitor: Monitor):
         return state.step >= run.total_steps if tc.max_steps > 0 else state.epoch >= tc.max_epochs
 
     while not finished():
-        for group in _groups(batches(run), tc.accum_steps):
+        feed = batches(run.sampler, run.train_set, run.augmented, tc.num_workers)
+        for group in groups(feed, tc.accum_steps):
             if finished():  # checked before a step, so an epoch whose last step ends training still ends
                 break
             state.position += len(group)
@@ -330,55 +332,6 @@ def _seed_of(*key: int) -> int:
 def _all_finite(d, loss: torch.Tensor) -> bool:
     bad = torch.tensor([0.0 if torch.isfinite(loss).item() else 1.0], dtype=torch.float64)
     return distributed.all_reduce_sum(d, bad).item() == 0.0
-
-
-def batches(run: Run):
-    """This rank's collated batches for the rest of the sampler's epoch.
-
-    Without augmentation they come straight from the cached features. With it, a DataLoader runs the
-    augmentation and the feature extraction in ``train.num_workers`` worker processes (in this process
-    when 0), keyed by ``(index, epoch)`` so what an item gets depends on neither the worker nor a resume.
-    """
-    if run.augmented is None:
-        for indices in run.sampler:
-            yield collate([run.train_set[i] for i in indices])
-        return
-    loader = torch.utils.data.DataLoader(
-        run.augmented, batch_sampler=_EpochKeys(run.sampler), collate_fn=collate,
-        num_workers=run.cfg.train.num_workers, worker_init_fn=_one_thread,
-    )
-    yield from loader
-
-
-class _EpochKeys:
-    """The sampler's batches as ``(index, epoch)`` keys for :class:`AugmentedDataset`."""
-
-    def __init__(self, sampler: DurationBucketSampler):
-        self.sampler = sampler
-
-    def __iter__(self):
-        for indices in self.sampler:
-            yield [(i, self.sampler.epoch) for i in indices]
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-def _one_thread(worker_id: int) -> None:
-    # A worker featurizes one utterance at a time; more threads would only contend with training's.
-    torch.set_num_threads(1)
-
-
-def _groups(batches, size: int):
-    """``batches`` ``size`` at a time (fewer at the end)."""
-    group = []
-    for batch in batches:
-        group.append(batch)
-        if len(group) == size:
-            yield group
-            group = []
-    if group:
-        yield group
 
 
 def _bad_step(state: Progress, max_bad: int, monitor: Monitor) -> None:
