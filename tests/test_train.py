@@ -38,6 +38,14 @@ def weights(path) -> dict[str, torch.Tensor]:
     return load_file(str(path / "model.safetensors"))
 
 
+def assert_same_weights(got_dir, want_dir) -> None:
+    """The checkpoints at ``got_dir`` and ``want_dir`` hold the same tensors, within float rounding."""
+    want, got = weights(want_dir), weights(got_dir)
+    assert want.keys() == got.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
 def resume_config(max_steps: int):
     """Dropout, feature augmentation and SpecAugment on, accumulation over 2 batches: all randomness must come
     back on resume."""
@@ -66,11 +74,7 @@ def test_resume_gives_the_same_weights(straight, tmp_path):
     assert state["sampler"]["epoch"] == 1 and state["sampler"]["position"] > 0
     second = train(resume_config(8), rows, rows[:4], tmp_path / "exp", resume=True, progress=False)
     assert second.steps == 8 and second.epochs == 2
-    want = weights(root / "exp/checkpoints/step-00000008")
-    got = weights(tmp_path / "exp/checkpoints/step-00000008")
-    assert want.keys() == got.keys()
-    for k in want:
-        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_same_weights(tmp_path / "exp/checkpoints/step-00000008", root / "exp/checkpoints/step-00000008")
     assert second.best_dev_wer == result.best_dev_wer
 
 
@@ -98,10 +102,7 @@ def test_time_budget_stops_like_a_resumable_interruption(straight, tmp_path, mon
     more = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_minutes=5.5))
     assert train(more, rows, rows[:4], tmp_path / "exp", resume=True, progress=False).steps == 6
     assert train(cfg, rows, rows[:4], tmp_path / "exp", resume=True, progress=False).steps == 8
-    want = weights(root / "exp/checkpoints/step-00000008")
-    got = weights(tmp_path / "exp/checkpoints/step-00000008")
-    for k in want:
-        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_same_weights(tmp_path / "exp/checkpoints/step-00000008", root / "exp/checkpoints/step-00000008")
 
 
 def test_model_dir_rebuilds_the_averaged_model(straight):
@@ -278,9 +279,7 @@ def test_waveform_augmentation_trains_and_resumes_exactly(tmp_path):
     assert straight.steps == 4 and straight.bad_steps == 0
     train(cfg(2), rows, rows[:2], tmp_path / "b", progress=False)
     train(cfg(4), rows, rows[:2], tmp_path / "b", resume=True, progress=False)
-    want, got = weights(tmp_path / "a/checkpoints/step-00000004"), weights(tmp_path / "b/checkpoints/step-00000004")
-    for k in want:
-        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_same_weights(tmp_path / "b/checkpoints/step-00000004", tmp_path / "a/checkpoints/step-00000004")
 
 
 def test_bf16_training_goes_through_the_loop(tmp_path):
