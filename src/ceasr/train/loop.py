@@ -204,14 +204,18 @@ def _fit(run: Run, monitor: Monitor, start: float) -> None:
     time of earlier runs resumed from); checkpoints every ``checkpoint_every``, at epoch ends and at the end."""
     tc, state = run.cfg.train, run.state
     before = state.seconds
+
+    def spent() -> float:  # training seconds so far, earlier runs included
+        return before + time.perf_counter() - start
+
     for event, _ in run_steps(run, monitor):
-        state.seconds = before + time.perf_counter() - start
+        state.seconds = spent()  # what the checkpoints below store
         if event == "epoch":
             improved = _end_of_epoch(run, monitor)
             save(run, best=improved)
         elif event == "step" and tc.checkpoint_every > 0 and state.step % tc.checkpoint_every == 0:
             save(run)
-        if event != "bad" and _out_of_time(run, before + time.perf_counter() - start):
+        if event != "bad" and _out_of_time(run, spent()):  # dev evaluation and saving count too
             monitor.note(
                 f"train.max_minutes={tc.max_minutes:g} reached after step {state.step} of {run.total_steps} "
                 f"(epoch {state.epoch}): stopping there"
