@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ceasr.config import load_config
 from ceasr.errors import CeasrError
+from ceasr.io import atomic_write_text
 
 # language -> (config file in ceasr/configs, default output folder, hours of corpus). The bilingual corpus is
 # larger and its config trains fewer epochs over it, so both demos take about the same number of steps.
@@ -26,20 +27,28 @@ def demo_config_path(lang: str = "en") -> Path:
 def ensure_corpus(
     data_dir: Path, hours: float, seed: int, lang: str = "en", holdout_engine: str | None = None
 ) -> None:
-    """Synthesize the corpus unless the same one (hours, seed, language, held-out engine, corpus version) is
-    already there, as its ``synth.json`` stamp says (synthesis is deterministic for these, so the files are the
-    same)."""
-    from ceasr.data.synth import CORPUS_VERSION, synthesize
+    """Synthesize the corpus unless the same one (hours, seed, language, held-out engine, corpus version and the
+    installed voices) is already there, as its ``synth.json`` stamp says (synthesis is deterministic for these,
+    so the files are the same). An unreadable stamp counts as none."""
+    from ceasr.data.synth import CORPUS_VERSION, synthesize, voice_digest
 
     stamp = data_dir / "synth.json"
     wanted = ({"hours": hours, "seed": seed} | ({"lang": lang} if lang != "en" else {})
-              | ({"holdout_engine": holdout_engine} if holdout_engine else {}) | {"version": CORPUS_VERSION})
-    if stamp.exists() and json.loads(stamp.read_text()) == wanted and (data_dir / "test.jsonl").exists():
+              | ({"holdout_engine": holdout_engine} if holdout_engine else {})
+              | {"version": CORPUS_VERSION, "voices": voice_digest(lang)})
+    if _read_stamp(stamp) == wanted and (data_dir / "test.jsonl").exists():
         print(f"corpus: reusing {data_dir}")
         return
     shutil.rmtree(data_dir, ignore_errors=True)
     print(synthesize(data_dir, hours=hours, seed=seed, lang=lang, holdout_engine=holdout_engine))
-    stamp.write_text(json.dumps(wanted))
+    atomic_write_text(stamp, json.dumps(wanted))
+
+
+def _read_stamp(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
 
 
 def run_demo(out: str | Path | None = None, hours: float | None = None, seed: int = 0, overrides=(),

@@ -17,6 +17,7 @@ collects; :mod:`ceasr.data.render` turns one planned utterance into a file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -251,8 +252,7 @@ def synthesize(
     if text_file is None and not given_domains and lang in TRAIN_DOMAINS:
         sources["train"] = TextSource(TRAIN_DOMAINS[lang])
     out_dir = Path(out_dir).resolve()  # write_manifest stores paths relative to the resolved folder
-    voices = [v for name in names for v in ENGINES[name].voices()] if lang != "zh" else []
-    mandarin = _mandarin_voices(names) if lang != "en" else []
+    voices, mandarin = corpus_voices(names, lang)
     splits = split_voices(voices + mandarin, seed, holdout_engine)
     if not splits["train"]:
         raise CeasrError(f"no voice left for training: every voice of {', '.join(names)} is held out")
@@ -274,6 +274,21 @@ def synthesize(
         summary.splits[split] = SplitStats(len(rows), sum(r.duration for r in rows), len({r.speaker for r in rows}))
     summary.wall_seconds = time.perf_counter() - started
     return summary
+
+
+def corpus_voices(names: list[str], lang: str = "en") -> tuple[list[Voice], list[Voice]]:
+    """The English and the Mandarin voices that ``synthesize`` splits for ``lang`` with the engines ``names``
+    (what is installed decides them, so they are part of what makes a corpus for a seed)."""
+    voices = [v for name in names for v in ENGINES[name].voices()] if lang != "zh" else []
+    return voices, (_mandarin_voices(names) if lang != "en" else [])
+
+
+def voice_digest(lang: str = "en") -> str:
+    """A short digest of the voices the default engines offer for ``lang``: it changes when a voice is installed
+    or removed, and with it the corpus a seed gives."""
+    english, mandarin = corpus_voices(installed_engines(None if lang != "zh" else ["espeak-ng"]), lang)
+    ids = "\n".join(sorted(v.id for v in english + mandarin))
+    return f"{len(english + mandarin)}:{hashlib.sha256(ids.encode()).hexdigest()[:12]}"
 
 
 def _mandarin_voices(names: list[str]) -> list[Voice]:
