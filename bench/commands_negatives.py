@@ -79,7 +79,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--corpus", required=True, help="the demo corpus (its train.jsonl gives vocabulary and rows)")
     p.add_argument("--out", required=True)
-    p.add_argument("--texts", type=int, default=2000, help="distinct draws of near-miss text")
+    p.add_argument("--texts", type=int, default=2000, help="draws of near-miss text (some repeat)")
     p.add_argument("--hours", type=float, default=0.45, help="of synthesized negatives, all splits (train gets ~78 %%)")
     p.add_argument("--seed", type=int, default=0, help="the corpus's seed: the same voice split")
     p.add_argument("--filler", default="zzz")
@@ -95,7 +95,7 @@ def main() -> None:
     (out / "texts.txt").write_text("\n".join(texts) + "\n")
     print(f"{len(texts)} texts; {held_out} words of the bench's near misses held out; e.g. {texts[:3]}")
     print(synthesize(out / "gen", hours=args.hours, seed=args.seed, text_file=out / "texts.txt"))
-    negatives, errors = read_manifest(out / "gen" / "train.jsonl")
+    negatives, _ = read_manifest(out / "gen" / "train.jsonl")
     negatives = [dataclasses.replace(r, id=f"neg-{r.id}", text=transcript(r.text, vocabulary, args.filler))
                  for r in negatives]
     write_manifest(out / "train.jsonl", rows + negatives, relative=False)

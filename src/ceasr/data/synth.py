@@ -242,7 +242,7 @@ def synthesize(
         raise CeasrError(f"jobs must be at least 1, got {jobs}")
     if lang not in LANG_DOMAINS:
         raise CeasrError(f"unknown language {lang!r} for synthesis; known: {', '.join(LANG_DOMAINS)}")
-    names = installed_engines(engines if lang != "zh" else (engines or ["espeak-ng"]))
+    names = corpus_engines(engines, lang)
     if holdout_engine is not None and holdout_engine not in names:
         raise CeasrError(f"holdout engine {holdout_engine!r} is not among the engines used ({', '.join(names)})")
     given_domains = bool(domains)
@@ -276,6 +276,12 @@ def synthesize(
     return summary
 
 
+def corpus_engines(engines: tuple[str, ...] | list[str] | None, lang: str = "en") -> list[str]:
+    """The engines ``synthesize`` uses for ``lang``: :func:`installed_engines`, espeak-ng alone by default for
+    Mandarin (the only engine here that speaks it)."""
+    return installed_engines(engines if lang != "zh" else (engines or ["espeak-ng"]))
+
+
 def corpus_voices(names: list[str], lang: str = "en") -> tuple[list[Voice], list[Voice]]:
     """The English and the Mandarin voices that ``synthesize`` splits for ``lang`` with the engines ``names``
     (what is installed decides them, so they are part of what makes a corpus for a seed)."""
@@ -286,7 +292,7 @@ def corpus_voices(names: list[str], lang: str = "en") -> tuple[list[Voice], list
 def voice_digest(lang: str = "en") -> str:
     """A short digest of the voices the default engines offer for ``lang``: it changes when a voice is installed
     or removed, and with it the corpus a seed gives."""
-    english, mandarin = corpus_voices(installed_engines(None if lang != "zh" else ["espeak-ng"]), lang)
+    english, mandarin = corpus_voices(corpus_engines(None, lang), lang)
     ids = "\n".join(sorted(v.id for v in english + mandarin))
     return f"{len(english + mandarin)}:{hashlib.sha256(ids.encode()).hexdigest()[:12]}"
 
