@@ -1,4 +1,4 @@
-"""Voice-command verbs: command, listen, evaluate-commands."""
+"""Voice-command verbs: command, listen, evaluate-commands, negatives."""
 
 from __future__ import annotations
 
@@ -44,13 +44,24 @@ def _cmd_evaluate_commands(args) -> None:
     print(report.summary_lines())
 
 
+def _cmd_negatives(args) -> None:
+    from ceasr.commands import load_command_set
+    from ceasr.commands.negatives import make_negatives, parse_mix
+
+    rows, negatives = make_negatives(args.corpus, args.out, load_command_set(args.commands), args.hours,
+                                     args.texts, args.seed, args.filler, mix=parse_mix(args.mix) if args.mix else None,
+                                     jobs=args.jobs)
+    print(f"{Path(args.out) / 'train.jsonl'}: {len(rows)} utterances of {args.corpus} + {len(negatives)} near misses "
+          f"({sum(r.duration for r in negatives) / 3600:.2f} h)")
+
+
 def _fields(args) -> dict:
     given = {"min_spread_db": args.min_spread_db, "no_speech_threshold": args.no_speech_threshold, "gate": args.gate}
     return {k: v for k, v in given.items() if v is not None}
 
 
 def add_verbs(verbs) -> None:
-    """The voice-command verbs: command, listen, evaluate-commands."""
+    """The voice-command verbs: command, listen, evaluate-commands, negatives."""
     def common(p, jit: bool = False):
         p.add_argument("--model", required=True)
         add_speed_flags(p, jit)
@@ -85,3 +96,15 @@ def add_verbs(verbs) -> None:
     p.add_argument("--target-far", type=float, default=0.02, help="false-accept rate to calibrate for")
     p.add_argument("--out", help="folder for results and commands_det.png (default: commands-eval beside MODEL)")
     p.set_defaults(func=_cmd_evaluate_commands)
+
+    p = verbs.add_parser("negatives", help="synthesize near misses of a command set to train a commands model on")
+    p.add_argument("--corpus", required=True, help="a corpus made by ceasr synth (its train.jsonl and voices)")
+    p.add_argument("--out", required=True, help="folder for train.jsonl (corpus + near misses), texts.txt, gen/")
+    p.add_argument("--commands", default="default", help="a built-in set (default) or a command-set file")
+    p.add_argument("--hours", type=float, default=0.7, help="of near misses by the corpus's training voices")
+    p.add_argument("--texts", type=int, default=4000, help="near-miss texts to draw (some repeat)")
+    p.add_argument("--seed", type=int, default=0, help="the corpus's seed (the same voice split)")
+    p.add_argument("--mix", help="weights of the kinds, e.g. swap=0.25,insert=0.15,recombine=0.25,drop=0.1,general=0.25")
+    p.add_argument("--filler", default="zzz", help="the transcript of a run of words the corpus does not know")
+    p.add_argument("--jobs", type=int, default=2, help="TTS worker processes")
+    p.set_defaults(func=_cmd_negatives)

@@ -1,0 +1,156 @@
+"""Hard negatives for a commands model: near misses of a command set, synthesized and added to training.
+
+A model trained only on its commands learns them as a language: its free (CTC greedy) transcript of "go right"
+is "turn right", and rejection, which compares the best allowed phrase with the free transcript
+(:mod:`ceasr.commands.recognize`), then has nothing to see. Near misses teach it to hear what was said. Each text
+is one of (drawn with the weights of ``mix``):
+
+* ``swap``: a command with one word replaced by an out-of-domain word ("turn on the horse");
+* ``insert``: a command with an out-of-domain word before or after it ("please open the door");
+* ``recombine``: a command with one word replaced by another word of the set, when that makes no command ("go
+  right", "open a window");
+* ``drop``: a command with one word left out, when that makes no command ("set timer for five minutes");
+* ``general``: a general English sentence (:mod:`ceasr.data.domain_general`).
+
+Transcripts keep the words the training corpus knows and write each run of other words as one filler word
+(``zzz``: the garbage model of keyword spotters), so the model learns to say "a word I do not know" rather than
+bend it into a command word; a commands model may print the filler in free transcripts.
+
+``exclude_words`` (those the corpus does not know) and ``exclude_texts`` keep words and whole texts out (``bench/commands_negatives.py`` holds out
+every word and sentence of the commands bench's near misses, so the bench measures speech the model never heard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ceasr.commands.grammar import CommandSet
+from ceasr.data import domain_general
+from ceasr.data.domain import TextSource
+from ceasr.errors import CeasrError
+
+KINDS = ("swap", "insert", "recombine", "drop", "general")
+DEFAULT_MIX = {"swap": 0.25, "insert": 0.15, "recombine": 0.25, "drop": 0.1, "general": 0.25}
+FILLERS = ("please", "now", "then", "again", "here", "there", "really", "just", "maybe", "today", "quickly",
+           "slowly", "also", "very", "much")
+_WORD_LISTS = ("NAMES", "NOUNS", "PLURALS", "ADJECTIVES", "VERBS", "PAST", "PLACES", "TIMES", "FEELINGS",
+               "QUESTIONS")
+_MAX_TRIES = 100  # draws per wanted text before giving up (every kind may be impossible for a tiny set)
+
+
+def out_of_domain_words(vocabulary: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
+    """Everyday English words (those of :mod:`ceasr.data.domain_general` and a few fillers) outside
+    ``vocabulary`` and ``exclude``, sorted."""
+    pool = {w for name in _WORD_LISTS for phrase in getattr(domain_general, name) for w in phrase.split()}
+    return sorted((pool | set(FILLERS)) - set(vocabulary) - set(exclude))
+
+
+def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], seed: int = 0,
+                exclude_words: Iterable[str] = (), exclude_texts: Iterable[str] = (),
+                mix: dict[str, float] | None = None) -> list[str]:
+    """``count`` near-miss texts of ``commands`` (kinds in the module docstring; texts may repeat), none of them
+    a command or in ``exclude_texts``, none with a word of ``exclude_words`` outside ``vocabulary`` (what the
+    training corpus knows; out-of-domain words are drawn from outside it and the set's words)."""
+    mix = dict(DEFAULT_MIX if mix is None else mix)
+    if set(mix) - set(KINDS) or not all(w >= 0 for w in mix.values()) or not sum(mix.values()) > 0:
+        raise CeasrError(f"near-miss mix {mix}: kinds are {', '.join(KINDS)}, weights >= 0, not all 0")
+    kinds = list(mix)
+    weights = np.array([mix[k] for k in kinds], dtype=float) / sum(mix.values())
+    vocabulary = set(vocabulary)
+    excluded_words, excluded = set(exclude_words) - vocabulary, set(exclude_texts) | set(commands.phrases)
+    phrases = [p.split() for p in commands.phrases]
+    in_set = sorted({w for p in phrases for w in p} - excluded_words)
+    pool = out_of_domain_words(vocabulary | set(in_set), excluded_words)
+    general = TextSource(("general",))
+    rng = np.random.default_rng([seed, 4177])
+    texts: list[str] = []
+    for _ in range(_MAX_TRIES * max(count, 1)):
+        if len(texts) >= count:
+            break
+        kind = kinds[rng.choice(len(kinds), p=weights)]
+        words = list(phrases[rng.integers(len(phrases))])
+        where = int(rng.integers(len(words)))
+        if kind == "swap" and pool:
+            words[where] = pool[rng.integers(len(pool))]
+        elif kind == "insert" and pool:
+            word = pool[rng.integers(len(pool))]
+            words = words + [word] if rng.random() < 0.5 else [word] + words
+        elif kind == "recombine" and in_set:
+            words[where] = in_set[rng.integers(len(in_set))]
+        elif kind == "drop" and len(words) > 1:
+            del words[where]
+        elif kind == "general":
+            words = general(rng).split()
+        else:
+            continue
+        text = " ".join(words)
+        if text not in excluded and not excluded_words & set(words):
+            texts.append(text)
+    if len(texts) < count:
+        raise CeasrError(f"command set {commands.name!r}: only {len(texts)} of {count} near misses could be drawn "
+                         f"with the mix {mix}")
+    return texts
+
+
+def parse_mix(spec: str) -> dict[str, float]:
+    """``"swap=0.4,insert=0.3,general=0.3"`` as a mix for :func:`near_misses`; a bad spec raises CeasrError."""
+    mix = {}
+    for item in spec.split(","):
+        kind, _, weight = item.partition("=")
+        try:
+            mix[kind.strip()] = float(weight)
+        except ValueError:
+            raise CeasrError(f"near-miss mix {spec!r}: {item!r} is not kind=weight") from None
+    return mix
+
+
+def garbage_transcript(text: str, vocabulary: set[str], filler: str = "zzz") -> str:
+    """``text`` with each run of words outside ``vocabulary`` written as one ``filler``."""
+    out: list[str] = []
+    for word in text.split():
+        if word in vocabulary:
+            out.append(word)
+        elif not out or out[-1] != filler:
+            out.append(filler)
+    return " ".join(out)
+
+
+def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, hours: float = 0.7,
+                   texts: int = 4000, seed: int = 0, filler: str = "zzz", exclude_words: Iterable[str] = (),
+                   exclude_texts: Iterable[str] = (), mix: dict[str, float] | None = None, jobs: int = 2,
+                   progress: bool = True):
+    """Synthesize near misses of ``commands`` with the training voices of ``corpus`` (a corpus ``ceasr synth``
+    made with ``seed``) and write ``out/train.jsonl``: the corpus's training split plus about ``hours`` of
+    negatives with garbage transcripts. Also writes ``out/texts.txt`` and ``out/gen/`` (the synthesized corpus,
+    whose dev and test voices' share is synthesized too and left unused). Returns (corpus rows, negatives)."""
+    from ceasr.data.manifest import read_manifest, write_manifest
+    from ceasr.data.synth import corpus_engines, corpus_voices, split_voices, synthesize
+    from ceasr.io import atomic_write_text
+
+    corpus, out = Path(corpus), Path(out)
+    if not hours > 0:
+        raise CeasrError(f"hours must be positive, got {hours}")
+    rows, errors = read_manifest(corpus / "train.jsonl")
+    if errors:
+        raise CeasrError(f"{corpus / 'train.jsonl'}: {len(errors)} bad rows, the first: {errors[0]}")
+    if not rows:
+        raise CeasrError(f"{corpus / 'train.jsonl'}: no utterances")
+    vocabulary = {w for r in rows for w in r.text.split()}
+    if filler in vocabulary:
+        raise CeasrError(f"filler {filler!r} is a word of the corpus; choose another")
+    lines = near_misses(commands, texts, vocabulary, seed, exclude_words, exclude_texts, mix)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "texts.txt", "\n".join(lines) + "\n")
+    voices, _ = corpus_voices(corpus_engines(None))
+    train_share = len(split_voices(voices, seed)["train"]) / len(voices)
+    synthesize(out / "gen", hours=hours / train_share, seed=seed, text_file=out / "texts.txt", jobs=jobs,
+               progress=progress)
+    negatives, _ = read_manifest(out / "gen" / "train.jsonl")
+    negatives = [dataclasses.replace(r, id=f"neg-{r.id}", text=garbage_transcript(r.text, vocabulary, filler))
+                 for r in negatives]
+    write_manifest(out / "train.jsonl", rows + negatives, relative=False)
+    return rows, negatives

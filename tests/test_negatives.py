@@ -1,0 +1,112 @@
+"""Hard negatives (ceasr.commands.negatives): each kind of near miss by its definition, exclusions, garbage
+transcripts by hand, and ``ceasr negatives`` end to end on a tiny synthesized corpus."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ceasr.commands import load_command_set, parse_command_set
+from ceasr.commands.negatives import garbage_transcript, near_misses, out_of_domain_words, parse_mix
+from ceasr.data import domain_general
+from ceasr.errors import CeasrError
+from tests.conftest import ceasr_cli
+
+SET = parse_command_set("turn (on|off) the (light|fan)\nstop\nplay music\n", "tiny")
+VOCAB = {w for p in SET.phrases for w in p.split()} | {"zero"}
+
+
+def word_edit_distance(a: list[str], b: list[str]) -> int:
+    """Levenshtein distance over words (an independent reference for the kinds' one-word edits)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def nearest(text: str) -> int:
+    return min(word_edit_distance(text.split(), p.split()) for p in SET.phrases)
+
+
+def test_garbage_transcript_by_hand():
+    vocab = {"six", "the", "door"}
+    assert garbage_transcript("there were six small chairs", vocab) == "zzz six zzz"
+    assert garbage_transcript("open the door", vocab, "<garbage>") == "<garbage> the door"
+    assert garbage_transcript("six the door", vocab) == "six the door"
+    assert garbage_transcript("", vocab) == ""
+
+
+@pytest.mark.parametrize("kind", ["swap", "insert", "recombine", "drop"])
+def test_each_kind_is_one_word_from_a_command_and_no_command(kind):
+    texts = near_misses(SET, 200, VOCAB, seed=1, mix={kind: 1.0})
+    assert len(texts) == 200
+    assert not set(texts) & set(SET.phrases)
+    assert all(nearest(t) == 1 for t in texts)
+    lengths = {len(p.split()) for p in SET.phrases}
+    words = [set(t.split()) for t in texts]
+    if kind == "swap":  # the same length, exactly one word the corpus does not know
+        assert all(len(t.split()) in lengths and len(w - VOCAB) == 1 for t, w in zip(texts, words))
+    if kind == "insert":
+        assert all(len(t.split()) - 1 in lengths and len(w - VOCAB) == 1 for t, w in zip(texts, words))
+    if kind == "recombine":  # only the set's own words
+        assert all(w <= VOCAB for w in words) and len(set(texts)) > 5
+    if kind == "drop":
+        assert all(len(t.split()) + 1 in lengths and w <= VOCAB for t, w in zip(texts, words))
+
+
+def test_general_sentences_and_the_default_mix():
+    texts = near_misses(SET, 300, VOCAB, seed=0)
+    far = [t for t in texts if nearest(t) > 1]  # only general sentences are more than one word from a command
+    assert 0.1 < len(far) / len(texts) < 0.4
+    assert texts == near_misses(SET, 300, VOCAB, seed=0) != near_misses(SET, 300, VOCAB, seed=1)
+
+
+def test_excluded_words_and_texts_never_appear():
+    words = set(out_of_domain_words(VOCAB)[:200])
+    texts = near_misses(SET, 500, VOCAB, seed=2, exclude_words=words | {"turn"}, exclude_texts={"play", "stop music"})
+    assert not {w for t in texts for w in t.split()} & words
+    assert "turn" in {w for t in texts for w in t.split()}  # a word of the corpus is never excluded
+    assert not {"play", "stop music"} & set(texts)
+    assert not set(out_of_domain_words(VOCAB)) & VOCAB
+
+
+def test_impossible_mix_and_bad_specs_raise():
+    single = parse_command_set("stop\n", "single")
+    with pytest.raises(CeasrError, match="only 0 of 5"):
+        near_misses(single, 5, {"stop"}, mix={"recombine": 1.0})  # "stop" -> "stop" is the command itself
+    for mix in ({"shuffle": 1.0}, {"swap": -1.0}, {"swap": 0.0}):
+        with pytest.raises(CeasrError, match="mix"):
+            near_misses(SET, 5, VOCAB, mix=mix)
+    assert parse_mix("swap=0.5, drop=1") == {"swap": 0.5, "drop": 1.0}
+    with pytest.raises(CeasrError, match="'drop' is not kind=weight"):
+        parse_mix("swap=0.5,drop")
+
+
+def test_cli_adds_near_misses_to_the_training_split(tmp_path):
+    corpus, out = tmp_path / "corpus", tmp_path / "neg"
+    ceasr_cli("synth", "--out", corpus, "--hours", "0.004", "--seed", "5")
+    r = ceasr_cli("negatives", "--corpus", corpus, "--out", out, "--hours", "0.003", "--texts", "50",
+                  "--seed", "5", "--mix", "swap=1")
+    assert "near misses" in r.stdout
+    base = [json.loads(x) for x in (corpus / "train.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    negatives = rows[len(base):]
+    assert [r["text"] for r in rows[: len(base)]] == [r["text"] for r in base] and negatives
+    vocab = {w for r in base for w in r["text"].split()}
+    train_voices = {r["speaker"] for r in base}
+    for row in negatives:
+        assert row["id"].startswith("neg-") and row["speaker"] in train_voices
+        assert set(row["text"].split()) <= vocab | {"zzz"} and "zzz" in row["text"].split()
+    set_words = {w for p in load_command_set("default").phrases for w in p.split()}
+    spoken = (out / "texts.txt").read_text().splitlines()
+    assert len(spoken) == 50 and all(len(set(t.split()) - set_words) == 1 for t in spoken)
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    r = ceasr_cli("negatives", "--corpus", tmp_path / "nowhere", "--out", tmp_path / "o", check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "nowhere" in r.stderr
+    r = ceasr_cli("negatives", "--corpus", tmp_path, "--out", tmp_path / "o", "--mix", "swap", check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "kind=weight" in r.stderr
