@@ -39,7 +39,7 @@ def test_garbage_transcript_by_hand():
     assert garbage_transcript("", vocab) == ""
 
 
-@pytest.mark.parametrize("kind", ["swap", "insert", "recombine", "drop"])
+@pytest.mark.parametrize("kind", ["swap", "insert", "recombine", "extend", "drop"])
 def test_each_kind_is_one_word_from_a_command_and_no_command(kind):
     texts = near_misses(SET, 200, VOCAB, seed=1, mix={kind: 1.0})
     assert len(texts) == 200
@@ -53,6 +53,8 @@ def test_each_kind_is_one_word_from_a_command_and_no_command(kind):
         assert all(len(t.split()) - 1 in lengths and len(w - VOCAB) == 1 for t, w in zip(texts, words))
     if kind == "recombine":  # only the set's own words
         assert all(w <= VOCAB for w in words) and len(set(texts)) > 5
+    if kind == "extend":
+        assert all(len(t.split()) - 1 in lengths and w <= VOCAB for t, w in zip(texts, words))
     if kind == "drop":
         assert all(len(t.split()) + 1 in lengths and w <= VOCAB for t, w in zip(texts, words))
 

@@ -9,6 +9,8 @@ is one of (drawn with the weights of ``mix``):
 * ``insert``: a command with an out-of-domain word before or after it ("please open the door");
 * ``recombine``: a command with one word replaced by another word of the set, when that makes no command ("go
   right", "open a window");
+* ``extend``: a command with a word of the set before or after it, when that makes no command ("stop it", "the
+  next song");
 * ``drop``: a command with one word left out, when that makes no command ("set timer for five minutes");
 * ``general``: a general English sentence (:mod:`ceasr.data.domain_general`).
 
@@ -33,7 +35,7 @@ from ceasr.data import domain_general
 from ceasr.data.domain import TextSource
 from ceasr.errors import CeasrError
 
-KINDS = ("swap", "insert", "recombine", "drop", "general")
+KINDS = ("swap", "insert", "recombine", "extend", "drop", "general")
 DEFAULT_MIX = {"swap": 0.25, "insert": 0.15, "recombine": 0.25, "drop": 0.1, "general": 0.25}
 FILLERS = ("please", "now", "then", "again", "here", "there", "really", "just", "maybe", "today", "quickly",
            "slowly", "also", "very", "much")
@@ -81,6 +83,9 @@ def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], see
             words = words + [word] if rng.random() < 0.5 else [word] + words
         elif kind == "recombine" and in_set:
             words[where] = in_set[rng.integers(len(in_set))]
+        elif kind == "extend" and in_set:
+            word = in_set[rng.integers(len(in_set))]
+            words = words + [word] if rng.random() < 0.5 else [word] + words
         elif kind == "drop" and len(words) > 1:
             del words[where]
         elif kind == "general":
