@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox libsndfile1
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts festlex-cmu festlex-oald sox libsndfile1
 STAMP_PIP := $(VENV)/.pip-stamp
 # Opt-in (`make voices`, scripts/apt-voices.sh): recorded voices from Debian contrib/non-free for
 # `ceasr synth --engines all`: MBROLA's US and British voices and the ones espeak-ng maps to English,

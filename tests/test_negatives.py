@@ -59,6 +59,15 @@ def test_each_kind_is_one_word_from_a_command_and_no_command(kind):
         assert all(len(t.split()) + 1 in lengths and w <= VOCAB for t, w in zip(texts, words))
 
 
+def test_sound_swaps_a_word_for_a_near_one():
+    alikes = {"light": ["fight", "lice", "turn"], "fan": ["fun", "play"], "stop": ["zero"]}.get
+    texts = near_misses(SET, 300, VOCAB, seed=3, mix={"sound": 1.0}, sound_alikes=lambda w: alikes(w, []),
+                        exclude_words={"lice"})
+    swapped = {w for t in texts for w in t.split()} - VOCAB
+    assert swapped == {"fight", "fun"}  # never a word the corpus or the set knows ("turn", "play", "zero"), nor "lice"
+    assert all(nearest(t) == 1 for t in texts)
+
+
 def test_general_sentences_and_the_default_mix():
     texts = near_misses(SET, 300, VOCAB, seed=0)
     far = [t for t in texts if nearest(t) > 1]  # only general sentences are more than one word from a command

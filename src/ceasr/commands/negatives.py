@@ -7,6 +7,8 @@ is one of (drawn with the weights of ``mix``):
 
 * ``swap``: a command with one word replaced by an out-of-domain word ("turn on the horse");
 * ``insert``: a command with an out-of-domain word before or after it ("please open the door");
+* ``sound``: a command with one word replaced by an out-of-domain word one phone from it (``ceasr.text.soundalike``:
+  "turn on the lights" -> "turn on the flights", "go forward ten meters" -> "go forward tan meters");
 * ``recombine``: a command with one word replaced by another word of the set, when that makes no command ("go
   right", "open a window");
 * ``extend``: a command with a word of the set before or after it, when that makes no command ("stop it", "the
@@ -25,7 +27,7 @@ every word and sentence of the commands bench's near misses, so the bench measur
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +36,9 @@ from ceasr.commands.grammar import CommandSet
 from ceasr.data import domain_general
 from ceasr.data.domain import TextSource
 from ceasr.errors import CeasrError
+from ceasr.text.soundalike import SoundAlikes
 
-KINDS = ("swap", "insert", "recombine", "extend", "drop", "general")
+KINDS = ("swap", "insert", "sound", "recombine", "extend", "drop", "general")
 DEFAULT_MIX = {"swap": 0.25, "insert": 0.15, "recombine": 0.25, "drop": 0.1, "general": 0.25}
 FILLERS = ("please", "now", "then", "again", "here", "there", "really", "just", "maybe", "today", "quickly",
            "slowly", "also", "very", "much")
@@ -53,10 +56,13 @@ def out_of_domain_words(vocabulary: Iterable[str], exclude: Iterable[str] = ()) 
 
 def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], seed: int = 0,
                 exclude_words: Iterable[str] = (), exclude_texts: Iterable[str] = (),
-                mix: dict[str, float] | None = None) -> list[str]:
+                mix: dict[str, float] | None = None,
+                sound_alikes: Callable[[str], list[str]] | None = None) -> list[str]:
     """``count`` near-miss texts of ``commands`` (kinds in the module docstring; texts may repeat), none of them
     a command or in ``exclude_texts``, none with a word of ``exclude_words`` outside ``vocabulary`` (what the
-    training corpus knows; out-of-domain words are drawn from outside it and the set's words)."""
+    training corpus knows; out-of-domain words are drawn from outside it and the set's words). ``sound_alikes``
+    gives the near words of a word for ``sound`` (default: :meth:`SoundAlikes.from_festival`, read only when the
+    mix has ``sound``)."""
     mix = dict(DEFAULT_MIX if mix is None else mix)
     if set(mix) - set(KINDS) or not all(w >= 0 for w in mix.values()) or not sum(mix.values()) > 0:
         raise CeasrError(f"near-miss mix {mix}: kinds are {', '.join(KINDS)}, weights >= 0, not all 0")
@@ -67,6 +73,11 @@ def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], see
     phrases = [p.split() for p in commands.phrases]
     in_set = sorted({w for p in phrases for w in p} - excluded_words)
     pool = out_of_domain_words(vocabulary | set(in_set), excluded_words)
+    near: dict[str, list[str]] = {}
+    if mix.get("sound", 0) > 0:
+        sound_alikes = sound_alikes or SoundAlikes.from_festival()
+        known = vocabulary | set(in_set) | excluded_words
+        near = {w: [v for v in sound_alikes(w) if v not in known] for w in in_set}
     general = TextSource(("general",))
     rng = np.random.default_rng([seed, 4177])
     texts: list[str] = []
@@ -81,6 +92,9 @@ def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], see
         elif kind == "insert" and pool:
             word = pool[rng.integers(len(pool))]
             words = words + [word] if rng.random() < 0.5 else [word] + words
+        elif kind == "sound" and near.get(words[where]):
+            alikes = near[words[where]]
+            words[where] = alikes[rng.integers(len(alikes))]
         elif kind == "recombine" and in_set:
             words[where] = in_set[rng.integers(len(in_set))]
         elif kind == "extend" and in_set:
