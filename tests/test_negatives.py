@@ -68,6 +68,12 @@ def test_sound_swaps_a_word_for_a_near_one():
     assert all(nearest(t) == 1 for t in texts)
 
 
+def test_shuffle_draws_words_of_the_set():
+    texts = near_misses(SET, 300, VOCAB, seed=4, mix={"shuffle": 1.0})
+    assert all(set(t.split()) <= VOCAB - {"zero"} and 1 <= len(t.split()) <= 6 for t in texts)
+    assert not set(texts) & set(SET.phrases) and len({len(t.split()) for t in texts}) == 6
+
+
 def test_general_sentences_and_the_default_mix():
     texts = near_misses(SET, 300, VOCAB, seed=0)
     far = [t for t in texts if nearest(t) > 1]  # only general sentences are more than one word from a command
@@ -88,7 +94,7 @@ def test_impossible_mix_and_bad_specs_raise():
     single = parse_command_set("stop\n", "single")
     with pytest.raises(CeasrError, match="only 0 of 5"):
         near_misses(single, 5, {"stop"}, mix={"recombine": 1.0})  # "stop" -> "stop" is the command itself
-    for mix in ({"shuffle": 1.0}, {"swap": -1.0}, {"swap": 0.0}):
+    for mix in ({"scramble": 1.0}, {"swap": -1.0}, {"swap": 0.0}):
         with pytest.raises(CeasrError, match="mix"):
             near_misses(SET, 5, VOCAB, mix=mix)
     assert parse_mix("swap=0.5, drop=1") == {"swap": 0.5, "drop": 1.0}

@@ -13,6 +13,8 @@ is one of (drawn with the weights of ``mix``):
   right", "open a window");
 * ``extend``: a command with a word of the set before or after it, when that makes no command ("stop it", "the
   next song");
+* ``shuffle``: one to six words of the set in random order, mostly no command ("minutes the play go"): the model
+  hears each word out of its commands' context, where otherwise "start a timer" comes out "set a timer";
 * ``drop``: a command with one word left out, when that makes no command ("set timer for five minutes");
 * ``general``: a general English sentence (:mod:`ceasr.data.domain_general`).
 
@@ -38,7 +40,7 @@ from ceasr.data.domain import TextSource
 from ceasr.errors import CeasrError
 from ceasr.text.soundalike import SoundAlikes
 
-KINDS = ("swap", "insert", "sound", "recombine", "extend", "drop", "general")
+KINDS = ("swap", "insert", "sound", "recombine", "extend", "shuffle", "drop", "general")
 DEFAULT_MIX = {"swap": 0.25, "insert": 0.15, "recombine": 0.25, "drop": 0.1, "general": 0.25}
 FILLERS = ("please", "now", "then", "again", "here", "there", "really", "just", "maybe", "today", "quickly",
            "slowly", "also", "very", "much")
@@ -100,6 +102,8 @@ def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], see
         elif kind == "extend" and in_set:
             word = in_set[rng.integers(len(in_set))]
             words = words + [word] if rng.random() < 0.5 else [word] + words
+        elif kind == "shuffle" and in_set:
+            words = [in_set[i] for i in rng.integers(len(in_set), size=int(rng.integers(1, 7)))]
         elif kind == "drop" and len(words) > 1:
             del words[where]
         elif kind == "general":
