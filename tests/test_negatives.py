@@ -74,11 +74,12 @@ def test_shuffle_draws_words_of_the_set():
     assert not set(texts) & set(SET.phrases) and len({len(t.split()) for t in texts}) == 6
 
 
-def test_general_sentences_and_the_default_mix():
-    texts = near_misses(SET, 300, VOCAB, seed=0)
-    far = [t for t in texts if nearest(t) > 1]  # only general sentences are more than one word from a command
-    assert 0.1 < len(far) / len(texts) < 0.4
-    assert texts == near_misses(SET, 300, VOCAB, seed=0) != near_misses(SET, 300, VOCAB, seed=1)
+def test_general_sentences_and_seeds():
+    texts = near_misses(SET, 300, VOCAB, seed=0, mix={"swap": 1.0, "general": 1.0})
+    far = [t for t in texts if nearest(t) > 1]  # general sentences are more than one word from a command
+    assert 0.4 < len(far) / len(texts) < 0.6
+    assert texts == near_misses(SET, 300, VOCAB, seed=0, mix={"swap": 1.0, "general": 1.0})
+    assert near_misses(SET, 300, VOCAB, seed=0) != near_misses(SET, 300, VOCAB, seed=1)  # the default mix
 
 
 def test_excluded_words_and_texts_never_appear():

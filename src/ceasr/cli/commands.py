@@ -104,7 +104,7 @@ def add_verbs(verbs) -> None:
     p.add_argument("--hours", type=float, default=0.7, help="of near misses by the corpus's training voices")
     p.add_argument("--texts", type=int, default=4000, help="near-miss texts to draw (some repeat)")
     p.add_argument("--seed", type=int, default=0, help="the corpus's seed (the same voice split)")
-    p.add_argument("--mix", help="weights of the kinds, e.g. swap=0.25,insert=0.15,recombine=0.25,drop=0.1,general=0.25")
+    p.add_argument("--mix", help="weights of the kinds (default: see README), e.g. swap=1,general=1")
     p.add_argument("--filler", default="zzz", help="the transcript of a run of words the corpus does not know")
     p.add_argument("--jobs", type=int, default=2, help="TTS worker processes")
     p.set_defaults(func=_cmd_negatives)
