@@ -10,7 +10,7 @@ Run (after ``bench/commands_data.py``; the corpus is the demo's)::
     .venv/bin/python bench/commands.py --model runs/neg-s0/model --corpus runs/demo/data --no-peers
 
 The texts and their transcripts: :mod:`ceasr.commands.negatives`. ``--mix swap=0.4,insert=0.3,general=0.3``
-gives the first version's texts (no recombined or shortened commands). Writes ``OUT/texts.txt``, ``OUT/gen/``
+gives the kinds of the runs measured first (README; not their very draws). Writes ``OUT/texts.txt``, ``OUT/gen/``
 (the synthesized corpus) and ``OUT/train.jsonl`` (the corpus's training split plus the negatives).
 """
 
