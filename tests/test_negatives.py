@@ -9,26 +9,17 @@ import pytest
 
 from ceasr.commands import load_command_set, parse_command_set
 from ceasr.commands.negatives import garbage_transcript, near_misses, out_of_domain_words, parse_mix
-from ceasr.data import domain_general
 from ceasr.errors import CeasrError
+from ceasr.text.soundalike import phone_distance
 from tests.conftest import ceasr_cli
 
 SET = parse_command_set("turn (on|off) the (light|fan)\nstop\nplay music\n", "tiny")
 VOCAB = {w for p in SET.phrases for w in p.split()} | {"zero"}
 
 
-def word_edit_distance(a: list[str], b: list[str]) -> int:
-    """Levenshtein distance over words (an independent reference for the kinds' one-word edits)."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
-
-
 def nearest(text: str) -> int:
-    return min(word_edit_distance(text.split(), p.split()) for p in SET.phrases)
+    """Words between ``text`` and the nearest command (the Levenshtein distance tested in test_soundalike.py)."""
+    return min(phone_distance(tuple(text.split()), tuple(p.split())) for p in SET.phrases)
 
 
 def test_garbage_transcript_by_hand():
