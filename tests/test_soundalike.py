@@ -3,8 +3,6 @@ lexicon against a brute-force edit distance, and festival's own dictionaries whe
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 
 from ceasr.errors import CeasrError
@@ -67,5 +65,4 @@ def test_missing_dictionary_is_a_clear_error(tmp_path):
 def test_festival_dictionary():
     alikes = SoundAlikes.from_festival()
     assert {"fans", "van", "fun"} <= set(alikes("fan")) and "flights" in alikes("lights")
-    for a, b in itertools.product(["ten"], alikes("ten")):
-        assert phone_distance(alikes.lexicon[a], alikes.lexicon[b]) == 1
+    assert all(phone_distance(alikes.lexicon["ten"], alikes.lexicon[w]) == 1 for w in alikes("ten"))
