@@ -9,6 +9,7 @@ import pytest
 
 from ceasr.commands import load_command_set, parse_command_set
 from ceasr.commands.negatives import garbage_transcript, near_misses, out_of_domain_words, parse_mix
+from ceasr.data.synth import corpus_engines, corpus_voices, split_voices
 from ceasr.errors import CeasrError
 from ceasr.text.soundalike import phone_distance
 from tests.conftest import ceasr_cli
@@ -115,6 +116,14 @@ def test_cli_adds_near_misses_to_the_training_split(tmp_path):
 
 
 def test_cli_bad_input_is_one_line(tmp_path):
+    corpus = tmp_path / "corpus"  # seed 5's training voices; negatives asked for with a seed that tests one of them
+    ceasr_cli("synth", "--out", corpus, "--hours", "0.004", "--seed", "5")
+    speakers = {json.loads(x)["speaker"] for x in (corpus / "train.jsonl").read_text().splitlines()}
+    voices, _ = corpus_voices(corpus_engines(None))
+    seed = next(s for s in range(100) if speakers - {v.id for v in split_voices(voices, s)["train"]})
+    r = ceasr_cli("negatives", "--corpus", corpus, "--out", tmp_path / "o", "--seed", seed, "--hours", "0.003",
+                  check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "pass the seed the corpus was synthesized" in r.stderr
     r = ceasr_cli("negatives", "--corpus", tmp_path / "nowhere", "--out", tmp_path / "o", check=False)
     assert r.returncode != 0 and "Traceback" not in r.stderr and "nowhere" in r.stderr
     r = ceasr_cli("negatives", "--corpus", tmp_path, "--out", tmp_path / "o", "--mix", "swap", check=False)

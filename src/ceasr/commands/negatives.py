@@ -149,10 +149,11 @@ def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, ho
                    texts: int = 4000, seed: int = 0, filler: str = "zzz", exclude_words: Iterable[str] = (),
                    exclude_texts: Iterable[str] = (), mix: dict[str, float] | None = None, jobs: int = 2,
                    progress: bool = True):
-    """Synthesize near misses of ``commands`` with the training voices of ``corpus`` (a corpus ``ceasr synth``
-    made with ``seed``) and write ``out/train.jsonl``: the corpus's training split plus about ``hours`` of
-    negatives with garbage transcripts. Also writes ``out/texts.txt`` and ``out/gen/`` (the synthesized corpus,
-    whose dev and test voices' share is synthesized too and left unused). Returns (corpus rows, negatives)."""
+    """Synthesize near misses of ``commands`` with the training voices of ``seed``'s voice split (those of
+    ``corpus`` when ``ceasr synth`` made it with that seed, which is checked; a recorded corpus gets them too) and
+    write ``out/train.jsonl``: the corpus's training split plus about ``hours`` of negatives with garbage
+    transcripts. Also writes ``out/texts.txt`` and ``out/gen/`` (the synthesized corpus, whose dev and test voices'
+    share is synthesized too and left unused). Returns (corpus rows, negatives)."""
     from ceasr.data.manifest import read_manifest, write_manifest
     from ceasr.data.synth import corpus_engines, corpus_voices, split_voices, synthesize
     from ceasr.io import atomic_write_text
@@ -172,7 +173,12 @@ def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, ho
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "texts.txt", "\n".join(lines) + "\n")
     voices, _ = corpus_voices(corpus_engines(None))
-    train_share = len(split_voices(voices, seed)["train"]) / len(voices)
+    train = {v.id for v in split_voices(voices, seed)["train"]}
+    others = {r.speaker for r in rows} & {v.id for v in voices} - train
+    if others:  # a synthesized corpus made with another seed: its dev and test voices would speak negatives
+        raise CeasrError(f"{corpus}: {len(others)} training voices (e.g. {min(others)}) are not in seed {seed}'s "
+                         "training split; pass the seed the corpus was synthesized with")
+    train_share = len(train) / len(voices)
     synthesize(out / "gen", hours=hours / train_share, seed=seed, text_file=out / "texts.txt", jobs=jobs,
                progress=progress)
     negatives, _ = read_manifest(out / "gen" / "train.jsonl")
