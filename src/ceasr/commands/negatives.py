@@ -154,30 +154,26 @@ def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, ho
     write ``out/train.jsonl``: the corpus's training split plus about ``hours`` of negatives with garbage
     transcripts. Also writes ``out/texts.txt`` and ``out/gen/`` (the synthesized corpus, whose dev and test voices'
     share is synthesized too and left unused). Returns (corpus rows, negatives)."""
-    from ceasr.data.manifest import read_manifest, write_manifest
+    from ceasr.data.manifest import load_rows, read_manifest, write_manifest
     from ceasr.data.synth import corpus_engines, corpus_voices, split_voices, synthesize
     from ceasr.io import atomic_write_text
 
     corpus, out = Path(corpus), Path(out)
     if not hours > 0:
         raise CeasrError(f"hours must be positive, got {hours}")
-    rows, errors = read_manifest(corpus / "train.jsonl")
-    if errors:
-        raise CeasrError(f"{corpus / 'train.jsonl'}: {len(errors)} bad rows, the first: {errors[0]}")
-    if not rows:
-        raise CeasrError(f"{corpus / 'train.jsonl'}: no utterances")
+    rows = load_rows(corpus / "train.jsonl")
+    voices, _ = corpus_voices(corpus_engines(None))
+    train = {v.id for v in split_voices(voices, seed)["train"]}
+    others = {r.speaker for r in rows} & ({v.id for v in voices} - train)
+    if others:  # a synthesized corpus made with another seed: its dev and test voices would speak negatives
+        raise CeasrError(f"{corpus}: {len(others)} training voices (e.g. {min(others)}) are not in seed {seed}'s "
+                         "training split; pass the seed the corpus was synthesized with")
     vocabulary = {w for r in rows for w in r.text.split()}
     if filler in vocabulary:
         raise CeasrError(f"filler {filler!r} is a word of the corpus; choose another")
     lines = near_misses(commands, texts, vocabulary, seed, exclude_words, exclude_texts, mix)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "texts.txt", "\n".join(lines) + "\n")
-    voices, _ = corpus_voices(corpus_engines(None))
-    train = {v.id for v in split_voices(voices, seed)["train"]}
-    others = {r.speaker for r in rows} & {v.id for v in voices} - train
-    if others:  # a synthesized corpus made with another seed: its dev and test voices would speak negatives
-        raise CeasrError(f"{corpus}: {len(others)} training voices (e.g. {min(others)}) are not in seed {seed}'s "
-                         "training split; pass the seed the corpus was synthesized with")
     train_share = len(train) / len(voices)
     synthesize(out / "gen", hours=hours / train_share, seed=seed, text_file=out / "texts.txt", jobs=jobs,
                progress=progress)
