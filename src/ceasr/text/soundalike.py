@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ceasr.errors import CeasrError
+from ceasr.metrics import align_items
 
 CMU = Path("/usr/share/festival/dicts/cmu/cmudict-0.4.out")
 OALD = Path("/usr/share/festival/dicts/oald/oald-0.4.out")
@@ -39,13 +40,8 @@ def parse_festival_lexicon(lines: Iterable[str]) -> dict[str, tuple[str, ...]]:
 
 
 def phone_distance(a: tuple[str, ...], b: tuple[str, ...]) -> int:
-    """Levenshtein distance between two phone sequences."""
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
+    """Levenshtein distance between two phone sequences (the edits of :func:`ceasr.metrics.align_items`)."""
+    return align_items(list(a), list(b))[0].errors
 
 
 def _keys(phones: tuple[str, ...]) -> list[tuple[str, ...]]:
