@@ -60,6 +60,15 @@ def test_sound_swaps_a_word_for_a_near_one():
     assert all(nearest(t) == 1 for t in texts)
 
 
+def test_dictionary_swaps_a_word_for_any_unknown_word_of_the_dictionary():
+    dictionary = ["aardvark", "zebra", "yacht", "light", "play", "quartz"]
+    texts = near_misses(SET, 300, VOCAB, seed=5, mix={"dictionary": 1.0}, dictionary=dictionary,
+                        exclude_words={"quartz"})
+    swapped = {w for t in texts for w in t.split()} - VOCAB
+    assert swapped == {"aardvark", "zebra", "yacht"}  # never a known word ("light", "play") nor an excluded one
+    assert all(nearest(t) == 1 and len(set(t.split()) - VOCAB) == 1 for t in texts)
+
+
 def test_shuffle_draws_words_of_the_set():
     texts = near_misses(SET, 300, VOCAB, seed=4, mix={"shuffle": 1.0})
     assert all(set(t.split()) <= VOCAB - {"zero"} and 1 <= len(t.split()) <= 6 for t in texts)

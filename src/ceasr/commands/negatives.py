@@ -6,6 +6,9 @@ car" is "close the door", and rejection, which compares the best allowed phrase 
 is one of (drawn with the weights of ``mix``):
 
 * ``swap``: a command with one word replaced by an out-of-domain word ("turn on the horse");
+* ``dictionary``: a command with one word replaced by any word of the pronouncing dictionary (the 36 k words of
+  festival's CMU dictionary that OALD lists too: :class:`ceasr.text.soundalike.SoundAlikes`), nearly always one
+  heard once ("turn on the sturgeon"): what a user says is seldom among a few hundred everyday words;
 * ``insert``: a command with an out-of-domain word before or after it ("please open the door");
 * ``sound``: a command with one word replaced by an out-of-domain word one phone from it (``ceasr.text.soundalike``:
   "turn on the lights" -> "turn on the flights", "go forward ten meters" -> "go forward tan meters");
@@ -41,7 +44,7 @@ from ceasr.data.domain import TextSource
 from ceasr.errors import CeasrError
 from ceasr.text.soundalike import SoundAlikes
 
-KINDS = ("swap", "insert", "sound", "recombine", "extend", "shuffle", "drop", "general")
+KINDS = ("swap", "dictionary", "insert", "sound", "recombine", "extend", "shuffle", "drop", "general")
 # The mix measured best on the commands bench (README, "Hard negatives").
 DEFAULT_MIX = {"swap": 0.15, "insert": 0.1, "sound": 0.15, "recombine": 0.1, "extend": 0.05, "shuffle": 0.2,
                "drop": 0.05, "general": 0.2}
@@ -62,12 +65,13 @@ def out_of_domain_words(vocabulary: Iterable[str], exclude: Iterable[str] = ()) 
 def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], seed: int = 0,
                 exclude_words: Iterable[str] = (), exclude_texts: Iterable[str] = (),
                 mix: dict[str, float] | None = None,
-                sound_alikes: Callable[[str], list[str]] | None = None) -> list[str]:
+                sound_alikes: Callable[[str], list[str]] | None = None,
+                dictionary: Iterable[str] | None = None) -> list[str]:
     """``count`` near-miss texts of ``commands`` (kinds in the module docstring; texts may repeat), none of them
     a command or in ``exclude_texts``, none with a word of ``exclude_words`` outside ``vocabulary`` (what the
     training corpus knows; out-of-domain words are drawn from outside it and the set's words). ``sound_alikes``
-    gives the near words of a word for ``sound`` (default: :meth:`SoundAlikes.from_festival`, read only when the
-    mix has ``sound``)."""
+    gives the near words of a word for ``sound`` and ``dictionary`` the words for ``dictionary`` (default for both:
+    :meth:`SoundAlikes.from_festival`, read only when the mix needs it)."""
     mix = dict(DEFAULT_MIX if mix is None else mix)
     if set(mix) - set(KINDS) or not all(w >= 0 for w in mix.values()) or not sum(mix.values()) > 0:
         raise CeasrError(f"near-miss mix {mix}: kinds are {', '.join(KINDS)}, weights >= 0, not all 0")
@@ -78,11 +82,17 @@ def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], see
     phrases = [p.split() for p in commands.phrases]
     in_set = sorted({w for p in phrases for w in p} - excluded_words)
     pool = out_of_domain_words(vocabulary | set(in_set), excluded_words)
+    known = vocabulary | set(in_set) | excluded_words
+    festival = None
+    if (mix.get("sound", 0) > 0 and sound_alikes is None) or (mix.get("dictionary", 0) > 0 and dictionary is None):
+        festival = SoundAlikes.from_festival()
     near: dict[str, list[str]] = {}
     if mix.get("sound", 0) > 0:
-        sound_alikes = sound_alikes or SoundAlikes.from_festival()
-        known = vocabulary | set(in_set) | excluded_words
+        sound_alikes = sound_alikes or festival
         near = {w: [v for v in sound_alikes(w) if v not in known] for w in in_set}
+    lexicon: list[str] = []
+    if mix.get("dictionary", 0) > 0:
+        lexicon = sorted(set(festival.lexicon if dictionary is None else dictionary) - known)
     general = TextSource(("general",))
     rng = np.random.default_rng([seed, 4177])
     texts: list[str] = []
@@ -94,6 +104,8 @@ def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], see
         where = int(rng.integers(len(words)))
         if kind == "swap" and pool:
             words[where] = pool[rng.integers(len(pool))]
+        elif kind == "dictionary" and lexicon:
+            words[where] = lexicon[rng.integers(len(lexicon))]
         elif kind == "insert" and pool:
             word = pool[rng.integers(len(pool))]
             words = words + [word] if rng.random() < 0.5 else [word] + words
