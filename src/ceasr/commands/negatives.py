@@ -46,8 +46,8 @@ from ceasr.text.soundalike import SoundAlikes
 
 KINDS = ("swap", "dictionary", "insert", "sound", "recombine", "extend", "shuffle", "drop", "general")
 # The mix measured best on the commands bench (README, "Hard negatives").
-DEFAULT_MIX = {"swap": 0.15, "insert": 0.1, "sound": 0.15, "recombine": 0.1, "extend": 0.05, "shuffle": 0.2,
-               "drop": 0.05, "general": 0.2}
+DEFAULT_MIX = {"swap": 0.05, "dictionary": 0.1, "insert": 0.05, "sound": 0.15, "recombine": 0.1, "extend": 0.05,
+               "shuffle": 0.35, "drop": 0.05, "general": 0.1}
 FILLERS = ("please", "now", "then", "again", "here", "there", "really", "just", "maybe", "today", "quickly",
            "slowly", "also", "very", "much")
 _WORD_LISTS = ("NAMES", "NOUNS", "PLURALS", "ADJECTIVES", "VERBS", "PAST", "PLACES", "TIMES", "FEELINGS",
