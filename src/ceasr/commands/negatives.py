@@ -7,8 +7,8 @@ is one of (drawn with the weights of ``mix``):
 
 * ``swap``: a command with one word replaced by an out-of-domain word ("turn on the horse");
 * ``dictionary``: a command with one word replaced by any word of the pronouncing dictionary (the 36 k words of
-  festival's CMU dictionary that OALD lists too: :class:`ceasr.text.soundalike.SoundAlikes`), nearly always one
-  heard once ("turn on the sturgeon"): what a user says is seldom among a few hundred everyday words;
+  festival's CMU dictionary that OALD lists too: :class:`ceasr.text.soundalike.SoundAlikes`), nearly always a
+  word no other negative says ("turn on the sturgeon"): what a user says is seldom among a few hundred words;
 * ``insert``: a command with an out-of-domain word before or after it ("please open the door");
 * ``sound``: a command with one word replaced by an out-of-domain word one phone from it (``ceasr.text.soundalike``:
   "turn on the lights" -> "turn on the flights", "go forward ten meters" -> "go forward tan meters");
