@@ -35,6 +35,7 @@ def main() -> None:
     p.add_argument("--hours", type=float, default=0.7, help="of negatives by the training voices")
     p.add_argument("--seed", type=int, default=0, help="the corpus's seed: the same voice split")
     p.add_argument("--mix", help="kind=weight,... (ceasr.commands.negatives.KINDS)")
+    p.add_argument("--positives", type=float, default=0.0, help="share of the texts that are commands")
     p.add_argument("--filler", default="zzz")
     args = p.parse_args()
 
@@ -43,7 +44,8 @@ def main() -> None:
     try:
         rows, negatives = make_negatives(args.corpus, args.out, load_command_set("default"), args.hours,
                                          args.texts, args.seed, args.filler, exclude_words=words,
-                                         exclude_texts=bench, mix=parse_mix(args.mix) if args.mix else None)
+                                         exclude_texts=bench, mix=parse_mix(args.mix) if args.mix else None,
+                                         positives=args.positives)
     except CeasrError as e:
         sys.exit(f"error: {e}")
     print(f"{Path(args.out) / 'train.jsonl'}: {len(rows)} corpus rows + {len(negatives)} negatives")

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from ceasr.commands import load_command_set, parse_command_set
-from ceasr.commands.negatives import garbage_transcript, near_misses, out_of_domain_words, parse_mix
+from ceasr.commands.negatives import (FUNCTION_WORDS, balanced_commands, garbage_transcript, near_misses,
+                                     out_of_domain_words, parse_mix)
 from ceasr.data.synth import corpus_engines, corpus_voices, split_voices
 from ceasr.errors import CeasrError
 from ceasr.text.soundalike import phone_distance
@@ -31,7 +32,7 @@ def test_garbage_transcript_by_hand():
     assert garbage_transcript("", vocab) == ""
 
 
-@pytest.mark.parametrize("kind", ["swap", "insert", "recombine", "extend", "drop"])
+@pytest.mark.parametrize("kind", ["swap", "insert", "recombine", "extend", "drop", "function"])
 def test_each_kind_is_one_word_from_a_command_and_no_command(kind):
     texts = near_misses(SET, 200, VOCAB, seed=1, mix={kind: 1.0})
     assert len(texts) == 200
@@ -49,6 +50,12 @@ def test_each_kind_is_one_word_from_a_command_and_no_command(kind):
         assert all(len(t.split()) - 1 in lengths and w <= VOCAB for t, w in zip(texts, words))
     if kind == "drop":
         assert all(len(t.split()) + 1 in lengths and w <= VOCAB for t, w in zip(texts, words))
+    if kind == "function":  # "turn on the light" -> "turn on a light", "turn at the light"; never "stop"'s kin
+        def function_swap(text, phrase):
+            pairs = [(a, b) for a, b in zip(text.split(), phrase.split()) if a != b]
+            return len(text.split()) == len(phrase.split()) and len(pairs) == 1 and set(pairs[0]) <= set(FUNCTION_WORDS)
+        assert all(any(function_swap(t, p) for p in SET.phrases) for t in texts)
+        assert {t.split()[1] for t in texts} - {"on", "off"} and {t.split()[2] for t in texts} - {"the"}
 
 
 def test_sound_swaps_a_word_for_a_near_one():
@@ -67,6 +74,15 @@ def test_dictionary_swaps_a_word_for_any_unknown_word_of_the_dictionary():
     swapped = {w for t in texts for w in t.split()} - VOCAB
     assert swapped == {"aardvark", "zebra", "yacht"}  # never a known word ("light", "play") nor an excluded one
     assert all(nearest(t) == 1 and len(set(t.split()) - VOCAB) == 1 for t in texts)
+
+
+def test_balanced_commands_draw_each_intent_equally_often():
+    commands = parse_command_set("go: go (north|south|east|west)\nhalt: stop\n", "two intents")
+    drawn = balanced_commands(commands, 4000, seed=2)
+    counts = {p: drawn.count(p) for p in commands.phrases}
+    assert sum(counts.values()) == 4000 and abs(counts["stop"] - 2000) < 150  # binomial sd 32
+    assert all(abs(counts[f"go {d}"] - 500) < 100 for d in ("north", "south", "east", "west"))  # sd 27
+    assert drawn == balanced_commands(commands, 4000, seed=2) != balanced_commands(commands, 4000, seed=3)
 
 
 def test_shuffle_draws_words_of_the_set():
@@ -122,6 +138,24 @@ def test_cli_adds_near_misses_to_the_training_split(tmp_path):
     set_words = {w for p in load_command_set("default").phrases for w in p.split()}
     spoken = (out / "texts.txt").read_text().splitlines()
     assert len(spoken) == 50 and all(len(set(t.split()) - set_words) == 1 for t in spoken)
+
+
+def test_cli_positives_keep_their_transcripts(tmp_path):
+    corpus, out = tmp_path / "corpus", tmp_path / "neg"
+    ceasr_cli("synth", "--out", corpus, "--hours", "0.004", "--seed", "5")
+    r = ceasr_cli("negatives", "--corpus", corpus, "--out", out, "--hours", "0.006", "--texts", "40",
+                  "--seed", "5", "--mix", "swap=1", "--positives", "0.5")
+    commands = load_command_set("default")
+    spoken = (out / "texts.txt").read_text().splitlines()
+    assert sum(commands.lookup(t) is not None for t in spoken) == 20
+    added = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()
+             if json.loads(x)["id"].startswith(("neg-", "pos-"))]
+    positives = [row for row in added if row["id"].startswith("pos-")]
+    assert positives and len(positives) < len(added) and f"+ {len(positives)} commands" in r.stdout
+    assert all(commands.lookup(row["text"]) for row in positives)  # spoken and written as the command
+    assert all("zzz" in row["text"].split() for row in added if row not in positives)
+    r = ceasr_cli("negatives", "--corpus", corpus, "--out", out, "--positives", "1", check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "positives is a share" in r.stderr
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

@@ -50,9 +50,10 @@ def _cmd_negatives(args) -> None:
 
     rows, negatives = make_negatives(args.corpus, args.out, load_command_set(args.commands), args.hours,
                                      args.texts, args.seed, args.filler, mix=parse_mix(args.mix) if args.mix else None,
-                                     jobs=args.jobs)
-    print(f"{Path(args.out) / 'train.jsonl'}: {len(rows)} utterances of {args.corpus} + {len(negatives)} near misses "
-          f"({sum(r.duration for r in negatives) / 3600:.2f} h)")
+                                     positives=args.positives, jobs=args.jobs)
+    commands = sum(r.id.startswith("pos-") for r in negatives)
+    print(f"{Path(args.out) / 'train.jsonl'}: {len(rows)} utterances of {args.corpus} + {len(negatives) - commands} "
+          f"near misses + {commands} commands ({sum(r.duration for r in negatives) / 3600:.2f} h)")
 
 
 def _fields(args) -> dict:
@@ -105,6 +106,8 @@ def add_verbs(verbs) -> None:
     p.add_argument("--texts", type=int, default=4000, help="near-miss texts to draw (some repeat)")
     p.add_argument("--seed", type=int, default=0, help="the corpus's seed (the same voice split)")
     p.add_argument("--mix", help="weights of the kinds (default: see README), e.g. swap=1,general=1")
+    p.add_argument("--positives", type=float, default=0.0, help="share of the texts that are commands, each intent "
+                   "as often as the others (default 0)")
     p.add_argument("--filler", default="zzz", help="the transcript of a run of words the corpus does not know")
     p.add_argument("--jobs", type=int, default=2, help="TTS worker processes")
     p.set_defaults(func=_cmd_negatives)

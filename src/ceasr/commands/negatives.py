@@ -19,6 +19,9 @@ is one of (drawn with the weights of ``mix``):
 * ``shuffle``: one to six words of the set in random order, mostly no command ("minutes the play go"): the model
   hears each word out of its commands' context, where otherwise "start a timer" comes out "set a timer";
 * ``drop``: a command with one word left out, when that makes no command ("set timer for five minutes");
+* ``function``: a command with one function word (article, possessive, preposition, particle) replaced by
+  another ("open a window", "set the timer for one minute", "turn of the fan"): the one-word differences a
+  model trained on commands hears as the command;
 * ``general``: a general English sentence (:mod:`ceasr.data.domain_general`).
 
 Transcripts keep the words the training corpus knows and write each run of other words as one filler word
@@ -44,12 +47,14 @@ from ceasr.data.domain import TextSource
 from ceasr.errors import CeasrError
 from ceasr.text.soundalike import SoundAlikes
 
-KINDS = ("swap", "dictionary", "insert", "sound", "recombine", "extend", "shuffle", "drop", "general")
+KINDS = ("swap", "dictionary", "insert", "sound", "recombine", "extend", "shuffle", "drop", "function", "general")
 # The mix measured best on the commands bench (README, "Hard negatives").
 DEFAULT_MIX = {"swap": 0.05, "dictionary": 0.1, "insert": 0.05, "sound": 0.15, "recombine": 0.1, "extend": 0.05,
                "shuffle": 0.35, "drop": 0.05, "general": 0.1}
 FILLERS = ("please", "now", "then", "again", "here", "there", "really", "just", "maybe", "today", "quickly",
            "slowly", "also", "very", "much")
+FUNCTION_WORDS = ("a", "an", "the", "my", "your", "our", "this", "that", "some", "no", "to", "for", "of", "on", "off",
+                  "in", "at", "by", "with", "from", "up", "down", "out", "it", "is")
 _WORD_LISTS = ("NAMES", "NOUNS", "PLURALS", "ADJECTIVES", "VERBS", "PAST", "PLACES", "TIMES", "FEELINGS",
                "QUESTIONS")
 _MAX_TRIES = 100  # draws per wanted text before giving up (every kind may be impossible for a tiny set)
@@ -121,6 +126,10 @@ def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], see
             words = [in_set[i] for i in rng.integers(len(in_set), size=int(rng.integers(1, 7)))]
         elif kind == "drop" and len(words) > 1:
             del words[where]
+        elif kind == "function" and (spots := [i for i, w in enumerate(words) if w in FUNCTION_WORDS]):
+            where = spots[rng.integers(len(spots))]
+            others = [w for w in FUNCTION_WORDS if w != words[where]]
+            words[where] = others[rng.integers(len(others))]
         elif kind == "general":
             words = general(rng).split()
         else:
@@ -132,6 +141,17 @@ def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], see
         raise CeasrError(f"command set {commands.name!r}: only {len(texts)} of {count} near misses could be drawn "
                          f"with the mix {mix}")
     return texts
+
+
+def balanced_commands(commands: CommandSet, count: int, seed: int = 0) -> list[str]:
+    """``count`` phrases of ``commands``, each intent equally likely and each phrase of an intent too: "start" is
+    drawn as often as all twenty "go ..." phrases together, which is about how often people say it."""
+    by_intent: dict[str, list[str]] = {}
+    for c in commands.commands:
+        by_intent.setdefault(c.intent, []).append(c.text)
+    intents = list(by_intent.values())
+    rng = np.random.default_rng([seed, 5303])
+    return [(p := intents[rng.integers(len(intents))])[rng.integers(len(p))] for _ in range(count)]
 
 
 def parse_mix(spec: str) -> dict[str, float]:
@@ -159,13 +179,15 @@ def garbage_transcript(text: str, vocabulary: set[str], filler: str = "zzz") -> 
 
 def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, hours: float = 0.7,
                    texts: int = 4000, seed: int = 0, filler: str = "zzz", exclude_words: Iterable[str] = (),
-                   exclude_texts: Iterable[str] = (), mix: dict[str, float] | None = None, jobs: int = 2,
-                   progress: bool = True):
+                   exclude_texts: Iterable[str] = (), mix: dict[str, float] | None = None, positives: float = 0.0,
+                   jobs: int = 2, progress: bool = True):
     """Synthesize near misses of ``commands`` with the training voices of ``seed``'s voice split (those of
     ``corpus`` when ``ceasr synth`` made it with that seed, which is checked; a recorded corpus gets them too) and
     write ``out/train.jsonl``: the corpus's training split plus about ``hours`` of negatives with garbage
-    transcripts. Also writes ``out/texts.txt`` and ``out/gen/`` (the synthesized corpus, whose dev and test voices'
-    share is synthesized too and left unused). Returns (corpus rows, negatives)."""
+    transcripts. A share ``positives`` of the texts are commands (:func:`balanced_commands`) kept as they are,
+    so that short commands such as "start", seldom in a corpus, are heard as often as the others. Also writes
+    ``out/texts.txt`` and ``out/gen/`` (the synthesized corpus, whose dev and test voices' share is synthesized
+    too and left unused). Returns (corpus rows, negatives and positives)."""
     from ceasr.data.manifest import load_rows, read_manifest, write_manifest
     from ceasr.data.synth import corpus_engines, corpus_voices, split_voices, synthesize
     from ceasr.io import atomic_write_text
@@ -173,6 +195,8 @@ def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, ho
     corpus, out = Path(corpus), Path(out)
     if not hours > 0:
         raise CeasrError(f"hours must be positive, got {hours}")
+    if not 0 <= positives < 1:
+        raise CeasrError(f"positives is a share of the texts, in [0, 1), got {positives}")
     rows = load_rows(corpus / "train.jsonl")
     voices, _ = corpus_voices(corpus_engines(None))
     train = {v.id for v in split_voices(voices, seed)["train"]}
@@ -183,14 +207,17 @@ def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, ho
     vocabulary = {w for r in rows for w in r.text.split()}
     if filler in vocabulary:
         raise CeasrError(f"filler {filler!r} is a word of the corpus; choose another")
-    lines = near_misses(commands, texts, vocabulary, seed, exclude_words, exclude_texts, mix)
+    wanted = round(texts * positives)
+    lines = (near_misses(commands, texts - wanted, vocabulary, seed, exclude_words, exclude_texts, mix)
+             + balanced_commands(commands, wanted, seed))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "texts.txt", "\n".join(lines) + "\n")
     train_share = len(train) / len(voices)
     synthesize(out / "gen", hours=hours / train_share, seed=seed, text_file=out / "texts.txt", jobs=jobs,
                progress=progress)
     negatives, _ = read_manifest(out / "gen" / "train.jsonl")
-    negatives = [dataclasses.replace(r, id=f"neg-{r.id}", text=garbage_transcript(r.text, vocabulary, filler))
+    negatives = [dataclasses.replace(r, id=f"pos-{r.id}") if commands.lookup(r.text) else
+                 dataclasses.replace(r, id=f"neg-{r.id}", text=garbage_transcript(r.text, vocabulary, filler))
                  for r in negatives]
     write_manifest(out / "train.jsonl", rows + negatives, relative=False)
     return rows, negatives
