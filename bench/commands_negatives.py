@@ -43,15 +43,14 @@ def main() -> None:
     bench = commands_data.sentences()
     words = {w for s in bench for w in s.split()}
     try:
-        rows, negatives = make_negatives(args.corpus, args.out, load_command_set("default"), args.hours,
-                                         args.texts, args.seed, args.filler, exclude_words=words,
-                                         exclude_texts=bench, mix=parse_mix(args.mix) if args.mix else None,
-                                         positives=args.positives)
+        rows, negatives, commands = make_negatives(
+            args.corpus, args.out, load_command_set("default"), args.hours, args.texts, args.seed, args.filler,
+            exclude_words=words, exclude_texts=bench, mix=parse_mix(args.mix) if args.mix else None,
+            positives=args.positives)
     except CeasrError as e:
         sys.exit(f"error: {e}")
-    commands = sum(r.id.startswith("pos-") for r in negatives)
-    print(f"{Path(args.out) / 'train.jsonl'}: {len(rows)} corpus rows + {len(negatives) - commands} negatives + "
-          f"{commands} commands")
+    print(f"{Path(args.out) / 'train.jsonl'}: {len(rows)} corpus rows + {len(negatives)} negatives + "
+          f"{len(commands)} commands")
 
 
 if __name__ == "__main__":

@@ -48,12 +48,11 @@ def _cmd_negatives(args) -> None:
     from ceasr.commands import load_command_set
     from ceasr.commands.negatives import make_negatives, parse_mix
 
-    rows, negatives = make_negatives(args.corpus, args.out, load_command_set(args.commands), args.hours,
-                                     args.texts, args.seed, args.filler, mix=parse_mix(args.mix) if args.mix else None,
-                                     positives=args.positives, jobs=args.jobs)
-    commands = sum(r.id.startswith("pos-") for r in negatives)
-    print(f"{Path(args.out) / 'train.jsonl'}: {len(rows)} utterances of {args.corpus} + {len(negatives) - commands} "
-          f"near misses + {commands} commands ({sum(r.duration for r in negatives) / 3600:.2f} h)")
+    rows, negatives, commands = make_negatives(
+        args.corpus, args.out, load_command_set(args.commands), args.hours, args.texts, args.seed, args.filler,
+        mix=parse_mix(args.mix) if args.mix else None, positives=args.positives, jobs=args.jobs)
+    print(f"{Path(args.out) / 'train.jsonl'}: {len(rows)} utterances of {args.corpus} + {len(negatives)} near misses "
+          f"+ {len(commands)} commands ({sum(r.duration for r in negatives + commands) / 3600:.2f} h)")
 
 
 def _fields(args) -> dict:

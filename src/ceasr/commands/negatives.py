@@ -145,7 +145,7 @@ def near_misses(commands: CommandSet, count: int, vocabulary: Iterable[str], see
 
 def balanced_commands(commands: CommandSet, count: int, seed: int = 0) -> list[str]:
     """``count`` phrases of ``commands``, each intent equally likely and each phrase of an intent too: "start" is
-    drawn as often as all twenty "go ..." phrases together, which is about how often people say it."""
+    drawn as often as all twenty "go ..." phrases together."""
     by_intent: dict[str, list[str]] = {}
     for c in commands.commands:
         by_intent.setdefault(c.intent, []).append(c.text)
@@ -187,7 +187,7 @@ def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, ho
     transcripts. A share ``positives`` of the texts are commands (:func:`balanced_commands`) kept as they are,
     so that short commands such as "start", seldom in a corpus, are heard as often as the others. Also writes
     ``out/texts.txt`` and ``out/gen/`` (the synthesized corpus, whose dev and test voices' share is synthesized
-    too and left unused). Returns (corpus rows, negatives and positives)."""
+    too and left unused). Returns (corpus rows, near misses, commands)."""
     from ceasr.data.manifest import load_rows, read_manifest, write_manifest
     from ceasr.data.synth import corpus_engines, corpus_voices, split_voices, synthesize
     from ceasr.io import atomic_write_text
@@ -215,9 +215,9 @@ def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, ho
     train_share = len(train) / len(voices)
     synthesize(out / "gen", hours=hours / train_share, seed=seed, text_file=out / "texts.txt", jobs=jobs,
                progress=progress)
-    negatives, _ = read_manifest(out / "gen" / "train.jsonl")
-    negatives = [dataclasses.replace(r, id=f"pos-{r.id}") if commands.lookup(r.text) else
-                 dataclasses.replace(r, id=f"neg-{r.id}", text=garbage_transcript(r.text, vocabulary, filler))
-                 for r in negatives]
-    write_manifest(out / "train.jsonl", rows + negatives, relative=False)
-    return rows, negatives
+    spoken, _ = read_manifest(out / "gen" / "train.jsonl")
+    positive = [dataclasses.replace(r, id=f"pos-{r.id}") for r in spoken if commands.lookup(r.text)]
+    negatives = [dataclasses.replace(r, id=f"neg-{r.id}", text=garbage_transcript(r.text, vocabulary, filler))
+                 for r in spoken if not commands.lookup(r.text)]
+    write_manifest(out / "train.jsonl", rows + negatives + positive, relative=False)
+    return rows, negatives, positive
