@@ -50,7 +50,7 @@ def test_each_kind_is_one_word_from_a_command_and_no_command(kind):
         assert all(len(t.split()) - 1 in lengths and w <= VOCAB for t, w in zip(texts, words))
     if kind == "drop":
         assert all(len(t.split()) + 1 in lengths and w <= VOCAB for t, w in zip(texts, words))
-    if kind == "function":  # "turn on the light" -> "turn on a light", "turn at the light"; never "stop"'s kin
+    if kind == "function":  # "turn on the light" -> "turn on a light", "turn at the light"; "stop" has none to swap
         def function_swap(text, phrase):
             pairs = [(a, b) for a, b in zip(text.split(), phrase.split()) if a != b]
             return len(text.split()) == len(phrase.split()) and len(pairs) == 1 and set(pairs[0]) <= set(FUNCTION_WORDS)

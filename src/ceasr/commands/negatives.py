@@ -216,8 +216,12 @@ def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, ho
     synthesize(out / "gen", hours=hours / train_share, seed=seed, text_file=out / "texts.txt", jobs=jobs,
                progress=progress)
     spoken, _ = read_manifest(out / "gen" / "train.jsonl")
-    positive = [dataclasses.replace(r, id=f"pos-{r.id}") for r in spoken if commands.lookup(r.text)]
-    negatives = [dataclasses.replace(r, id=f"neg-{r.id}", text=garbage_transcript(r.text, vocabulary, filler))
-                 for r in spoken if not commands.lookup(r.text)]
+    negatives, positive = [], []
+    for r in spoken:
+        if commands.lookup(r.text):
+            positive.append(dataclasses.replace(r, id=f"pos-{r.id}"))
+        else:
+            negatives.append(dataclasses.replace(r, id=f"neg-{r.id}",
+                                                 text=garbage_transcript(r.text, vocabulary, filler)))
     write_manifest(out / "train.jsonl", rows + negatives + positive, relative=False)
     return rows, negatives, positive
