@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -123,3 +125,67 @@ def test_listen_and_evaluate_commands(setup):
     assert (tmp / "ev" / "commands_det.png").stat().st_size > 1000
     results = [json.loads(line) for line in (tmp / "ev" / "commands-results.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in results] == ["in", "in", "oog", "oog", "noise", "noise"]
+
+
+def test_attention_weight_multiplies_in_the_decoders_phrase_probability(setup):
+    """confidence(a) = confidence(0) * min(1, p_att / (1 - eps) ** (L + 1)) ** a, p_att by a full decoder
+    forward of the chosen phrase; the check is not a word of this tokenizer's, so the default is a = 0."""
+    from ceasr.audio import load as load_audio
+    from ceasr.commands.recognize import load_command_recognizer
+
+    _, model_dir, wavs = setup
+    base = load_command_recognizer(model_dir, min_spread_db=0.0)
+    weighted = load_command_recognizer(model_dir, min_spread_db=0.0, attention_weight=0.5)
+    auto = load_command_recognizer(model_dir, min_spread_db=0.0, attention_weight=None)
+    eps = base.recognizer.cfg.model.label_smoothing
+    for path in wavs[:2]:
+        wave = load_audio(path)
+        r0, r1 = base.recognize(wave), weighted.recognize(wave)
+        assert r1.command == r0.command and 0.0 < r0.confidence
+        assert auto.recognize(wave).confidence == r0.confidence
+        enc, _, _ = base.encode([wave])
+        seq = base.recognizer.tokenizer.encode(r0.command.text)
+        dec = base.model.decoder
+        with torch.inference_mode():
+            logp = dec(enc, torch.tensor([enc.shape[1]]), torch.tensor([[base.model.sos_id, *seq]]))
+            logp = logp.log_softmax(-1)[0]
+        att = sum(float(logp[i, t]) for i, t in enumerate([*seq, base.model.eos_id]))
+        want = r0.confidence * min(1.0, math.exp(att) / (1 - eps) ** (len(seq) + 1)) ** 0.5
+        assert r1.confidence == pytest.approx(want, rel=1e-4)
+        assert r1.confidence < r0.confidence  # a random decoder is far from sure of any phrase
+
+
+def test_attention_weight_default_follows_the_filler_word():
+    """0.25 when the tokenizer spells the negatives' filler as one known token, 0 when it spells it in pieces or
+    as the unknown token, and 0 without a decoder whatever the tokenizer."""
+    from ceasr.commands.negatives import FILLER
+    from ceasr.commands.recognize import AUTO_ATTENTION_WEIGHT, attention_weight
+    from ceasr.config import CommandConfig, TokenizerConfig
+    from ceasr.text.tokenizer import BpeTokenizer
+
+    phrases = command_phrases()
+    bpe = TokenizerConfig(kind="bpe", vocab_size=120)
+    trained_on_fillers = BpeTokenizer.train(phrases * 3 + [f"turn on the {FILLER}", f"{FILLER} the door"] * 40, bpe)
+    assert len(trained_on_fillers.encode(FILLER)) == 1
+    plain = CharTokenizer.train(phrases)
+    no_z = BpeTokenizer.train([p for p in phrases if "z" not in p] * 3, TokenizerConfig(kind="bpe", vocab_size=80))
+    assert no_z.unk_id in no_z.encode(FILLER)
+    cfg = CommandConfig()
+    small = ModelConfig(d_model=32, n_heads=2, encoder_layers=1, ff_dim=64, subsampling_channels=8,
+                        decoder_layers=1, decoder_ff_dim=64)
+    with_decoder = build_model(small, 80, trained_on_fillers.vocab_size)
+    ctc_only = build_model(dataclasses.replace(small, ctc_weight=1.0, decoder_layers=0), 80,
+                           trained_on_fillers.vocab_size)
+    assert attention_weight(cfg, with_decoder, trained_on_fillers) == AUTO_ATTENTION_WEIGHT
+    assert attention_weight(cfg, with_decoder, plain) == 0.0
+    assert attention_weight(cfg, with_decoder, no_z) == 0.0
+    assert attention_weight(cfg, ctc_only, trained_on_fillers) == 0.0
+    assert attention_weight(dataclasses.replace(cfg, attention_weight=0.7), with_decoder, plain) == 0.7
+
+
+def test_negative_attention_weight_is_one_line(setup):
+    _, model, wavs = setup
+    out = run("command", "--model", model, "--attention-weight", "-1", wavs[0])
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "ceasr command: error: commands.attention_weight=-1.0: must be >= 0 (0 turns it off)"]

@@ -208,6 +208,10 @@ class CommandConfig:
     min_spread_db: float = 5.0
     no_speech_threshold: float = 0.6  # Whisper: reject if P(<|nospeech|>) after sot is above (OpenAI's); 1: off
     gate: float = 0.05  # with a second stage (--verify): first-stage confidence below this rejects without it
+    # Confidence times the attention decoder's probability of the phrase (label smoothing's cap divided out, at most
+    # 1) to this power (ceasr.commands.recognize). None: 0.25 for a model trained on near misses (ceasr negatives;
+    # its tokenizer spells their filler word as one token), else 0. Chosen 2026-12-07 (README, "Hard negatives").
+    attention_weight: float | None = None
 
 
 @dataclass(frozen=True)

@@ -46,17 +46,18 @@ def _cmd_evaluate_commands(args) -> None:
 
 def _cmd_negatives(args) -> None:
     from ceasr.commands import load_command_set
-    from ceasr.commands.negatives import make_negatives, parse_mix
+    from ceasr.commands.negatives import FILLER, make_negatives, parse_mix
 
     rows, negatives, commands = make_negatives(
-        args.corpus, args.out, load_command_set(args.commands), args.hours, args.texts, args.seed, args.filler,
-        mix=parse_mix(args.mix) if args.mix else None, positives=args.positives, jobs=args.jobs)
+        args.corpus, args.out, load_command_set(args.commands), args.hours, args.texts, args.seed,
+        args.filler or FILLER, mix=parse_mix(args.mix) if args.mix else None, positives=args.positives, jobs=args.jobs)
     print(f"{Path(args.out) / 'train.jsonl'}: {len(rows)} utterances of {args.corpus} + {len(negatives)} near misses "
           f"+ {len(commands)} commands ({sum(r.duration for r in negatives + commands) / 3600:.2f} h)")
 
 
 def _fields(args) -> dict:
-    given = {"min_spread_db": args.min_spread_db, "no_speech_threshold": args.no_speech_threshold, "gate": args.gate}
+    given = {"min_spread_db": args.min_spread_db, "no_speech_threshold": args.no_speech_threshold, "gate": args.gate,
+             "attention_weight": args.attention_weight}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -71,6 +72,9 @@ def add_verbs(verbs) -> None:
                        "noise, silence; default 5, 0 turns it off)")
         p.add_argument("--no-speech-threshold", type=float, help="Whisper models: reject when the no-speech "
                        "probability is above this (default 0.6, 1 turns it off)")
+        p.add_argument("--attention-weight", type=float, help="weigh the attention decoder's probability of the "
+                       "phrase into the confidence with this power (default: 0.25 for a model trained on "
+                       "ceasr negatives, else 0)")
         p.add_argument("--verify", metavar="DIR", help="a second model (e.g. Whisper) that decides every clip "
                        "MODEL does not reject outright (its confidence below --gate); --threshold is its")
         p.add_argument("--gate", type=float, help="with --verify: MODEL's confidence below this rejects (default 0.05)")
@@ -107,6 +111,7 @@ def add_verbs(verbs) -> None:
     p.add_argument("--mix", help="weights of the kinds (default: see README), e.g. swap=1,general=1")
     p.add_argument("--positives", type=float, default=0.0, help="share of the texts that are commands, each intent "
                    "as often as the others (default 0)")
-    p.add_argument("--filler", default="zzz", help="the transcript of a run of words the corpus does not know")
+    p.add_argument("--filler", help="the transcript of a run of words the corpus does not know (default: zzz; "
+                   "another word needs --attention-weight given to ceasr command)")
     p.add_argument("--jobs", type=int, default=2, help="TTS worker processes")
     p.set_defaults(func=_cmd_negatives)

@@ -47,6 +47,7 @@ from ceasr.data.domain import TextSource
 from ceasr.errors import CeasrError
 from ceasr.text.soundalike import SoundAlikes
 
+FILLER = "zzz"  # the default transcript of a run of words the corpus does not know
 KINDS = ("swap", "dictionary", "insert", "sound", "recombine", "extend", "shuffle", "drop", "function", "general")
 # The mix measured best on the commands bench (README, "Hard negatives").
 DEFAULT_MIX = {"swap": 0.05, "dictionary": 0.1, "insert": 0.05, "sound": 0.15, "recombine": 0.1, "extend": 0.05,
@@ -166,7 +167,7 @@ def parse_mix(spec: str) -> dict[str, float]:
     return mix
 
 
-def garbage_transcript(text: str, vocabulary: set[str], filler: str = "zzz") -> str:
+def garbage_transcript(text: str, vocabulary: set[str], filler: str = FILLER) -> str:
     """``text`` with each run of words outside ``vocabulary`` written as one ``filler``."""
     out: list[str] = []
     for word in text.split():
@@ -178,7 +179,7 @@ def garbage_transcript(text: str, vocabulary: set[str], filler: str = "zzz") -> 
 
 
 def make_negatives(corpus: str | Path, out: str | Path, commands: CommandSet, hours: float = 0.7,
-                   texts: int = 4000, seed: int = 0, filler: str = "zzz", exclude_words: Iterable[str] = (),
+                   texts: int = 4000, seed: int = 0, filler: str = FILLER, exclude_words: Iterable[str] = (),
                    exclude_texts: Iterable[str] = (), mix: dict[str, float] | None = None, positives: float = 0.0,
                    jobs: int = 2, progress: bool = True):
     """Synthesize near misses of ``commands`` with the training voices of ``seed``'s voice split (those of

@@ -14,6 +14,15 @@ For one utterance with T' encoder frames:
   in-set phrases on any audio (with the joint score 40 % of out-of-grammar dev sentences scored 1.0,
   with CTC 7 %).
 
+A model trained on near misses (:mod:`ceasr.commands.negatives`) has learned to write a word it does not know as
+the filler word, and its decoder then gives a near miss's one wrong word a low probability where CTC still hears
+the command ("close the car": CTC says "close the door" outright, the decoder would rather say "close the zzz").
+For such a model the confidence is also multiplied by ``(p_att / (1 - eps) ** (L + 1)) ** a``, capped at 1: the
+decoder's probability of the phrase's L tokens and eos given the audio, over the most a decoder trained with label
+smoothing ``eps`` gives a sequence it is sure of, to the power ``a`` (``attention_weight``; by default 0.25 when the
+tokenizer spells :data:`~ceasr.commands.negatives.FILLER` as one token, else 0: a decoder never shown near misses
+favours the phrase on any audio).
+
 The phrase is accepted when ``confidence >= threshold``. Out-of-grammar speech makes the free transcript win
 by many frames' worth; silence and noise make the empty one win. Before any of that, audio whose level
 hardly moves (:func:`ceasr.audio.level_spread_db` below ``min_spread_db``: stationary noise, hum, silence)
@@ -36,7 +45,8 @@ from ceasr.audio import level_spread_db
 from ceasr.audio import load as load_audio
 from ceasr.commands.beam import TokenTrie, constrained_beam_search
 from ceasr.commands.grammar import Command, CommandSet
-from ceasr.commands.score import Phrases, best_joint_scores, ctc_scores, pad_sequences
+from ceasr.commands.negatives import FILLER
+from ceasr.commands.score import Phrases, attention_scores, best_joint_scores, ctc_scores, pad_sequences
 from ceasr.config import CommandConfig
 from ceasr.decode.ctc import greedy_tokens
 from ceasr.errors import CeasrError, ConfigError
@@ -80,6 +90,8 @@ def check_config(cfg: CommandConfig) -> None:
         raise ConfigError(f"commands.no_speech_threshold={cfg.no_speech_threshold}: must be between 0 and 1")
     if not 0.0 <= cfg.gate <= 1.0:
         raise ConfigError(f"commands.gate={cfg.gate}: must be between 0 and 1")
+    if cfg.attention_weight is not None and not cfg.attention_weight >= 0.0:
+        raise ConfigError(f"commands.attention_weight={cfg.attention_weight}: must be >= 0 (0 turns it off)")
     if cfg.beam_size < 1 or cfg.exact_limit < 0:
         raise ConfigError("commands.beam_size must be >= 1 and commands.exact_limit >= 0")
 
@@ -125,6 +137,8 @@ class CommandRecognizer(CommandRecognizerBase):
             if tok.unk_id in seq or not seq:
                 raise CeasrError(f"command {c.text!r}: the model's tokenizer cannot spell it (unknown characters)")
         self.trie = TokenTrie(self.seqs) if len(self.seqs) > cfg.exact_limit else None
+        self.attention_weight = attention_weight(cfg, self.model, tok)
+        self.label_smoothing = recognizer.cfg.model.label_smoothing
         self._phrases = None  # the phrases padded, with their decoder states: made on first use
 
     @torch.inference_mode()
@@ -180,8 +194,42 @@ class CommandRecognizer(CommandRecognizerBase):
         active = max(1, int((log_probs[:, self.model.blank_id] < math.log(0.5)).sum()))
         top = max(ctc)
         confidence = math.exp((ctc[0] - top) / active) if ctc[0] > -math.inf else 0.0
+        if self.attention_weight > 0.0 and confidence > 0.0:
+            confidence *= self.attention_factor(self.phrase_attention(best, ctc[0], memory, padded[:1], lens[:1]),
+                                                int(lens[0]))
         return CommandResult(self.commands.commands[index], confidence >= self.cfg.threshold, confidence, best,
                              ctc[0], top, self.recognizer.tokenizer.decode(list(greedy)), active)
+
+
+    def phrase_attention(self, joint: float, ctc: float, memory: torch.Tensor, padded: torch.Tensor,
+                         lens: torch.Tensor) -> float:
+        """log p_att of the chosen phrase (``padded`` (1, L), ``lens`` (1,)) and eos: out of its ``joint`` score
+        ``(1 - w) * att + w * ctc`` when that holds it (w < 1), else from one decoder call."""
+        w = self.ctc_weight
+        if w < 1.0:
+            return (joint - w * ctc) / (1.0 - w)
+        return float(attention_scores(self.model.decoder, memory, padded, lens, self.model.sos_id,
+                                      self.model.eos_id)[0])
+
+    def attention_factor(self, att: float, tokens: int) -> float:
+        """``(p_att / (1 - eps) ** (tokens + 1)) ** a`` capped at 1, for a phrase's log p_att ``att``."""
+        ceiling = (tokens + 1) * math.log1p(-self.label_smoothing)
+        return math.exp(self.attention_weight * min(0.0, att - ceiling))
+
+
+AUTO_ATTENTION_WEIGHT = 0.25  # 2026-12-07, four seeds of the default negatives (README, "Hard negatives")
+
+
+def attention_weight(cfg: CommandConfig, model, tokenizer) -> float:
+    """``cfg.attention_weight``, or when it is None :data:`AUTO_ATTENTION_WEIGHT` if the model has a decoder and
+    its tokenizer spells :data:`~ceasr.commands.negatives.FILLER` as one known token (it was trained on near
+    misses), else 0. Without a decoder: 0."""
+    if model.decoder is None:
+        return 0.0
+    if cfg.attention_weight is not None:
+        return cfg.attention_weight
+    ids = tokenizer.encode(FILLER)
+    return AUTO_ATTENTION_WEIGHT if len(ids) == 1 and ids[0] != tokenizer.unk_id else 0.0
 
 
 def load_command_recognizer(model_dir, commands: str = "default", threshold: float | None = None,
