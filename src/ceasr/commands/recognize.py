@@ -20,8 +20,8 @@ the command ("close the car": CTC says "close the door" outright, the decoder wo
 For such a model the confidence is also multiplied by ``(p_att / (1 - eps) ** (L + 1)) ** a``, capped at 1: the
 decoder's probability of the phrase's L tokens and eos given the audio, over the most a decoder trained with label
 smoothing ``eps`` gives a sequence it is sure of, to the power ``a`` (``attention_weight``; by default 0.25 when the
-tokenizer spells :data:`~ceasr.commands.negatives.FILLER` as one token, else 0: a decoder never shown near misses
-favours the phrase on any audio).
+tokenizer spells :data:`~ceasr.commands.negatives.FILLER` as one token, else 0: for a model never shown near misses
+it separated nothing better and rejected more commands; README, "Hard negatives").
 
 The phrase is accepted when ``confidence >= threshold``. Out-of-grammar speech makes the free transcript win
 by many frames' worth; silence and noise make the empty one win. Before any of that, audio whose level
