@@ -127,16 +127,19 @@ def test_listen_and_evaluate_commands(setup):
     assert [r["kind"] for r in results] == ["in", "in", "oog", "oog", "noise", "noise"]
 
 
-def test_attention_weight_multiplies_in_the_decoders_phrase_probability(setup):
+@pytest.mark.parametrize("exact_limit", [2000, 0])  # exact scoring, and the trie beam
+def test_attention_weight_multiplies_in_the_decoders_phrase_probability(setup, exact_limit):
     """confidence(a) = confidence(0) * min(1, p_att / (1 - eps) ** (L + 1)) ** a, p_att by a full decoder
-    forward of the chosen phrase; the check is not a word of this tokenizer's, so the default is a = 0."""
+    forward of the chosen phrase (the recognizer takes it out of the joint score); the filler is not a word of
+    this tokenizer's, so the default is a = 0."""
     from ceasr.audio import load as load_audio
     from ceasr.commands.recognize import load_command_recognizer
 
     _, model_dir, wavs = setup
-    base = load_command_recognizer(model_dir, min_spread_db=0.0)
-    weighted = load_command_recognizer(model_dir, min_spread_db=0.0, attention_weight=0.5)
-    auto = load_command_recognizer(model_dir, min_spread_db=0.0, attention_weight=None)
+    fields = {"min_spread_db": 0.0, "exact_limit": exact_limit}
+    base = load_command_recognizer(model_dir, attention_weight=0.0, **fields)
+    weighted = load_command_recognizer(model_dir, attention_weight=0.5, **fields)
+    auto = load_command_recognizer(model_dir, **fields)
     eps = base.recognizer.cfg.model.label_smoothing
     for path in wavs[:2]:
         wave = load_audio(path)
