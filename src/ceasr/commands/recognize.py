@@ -9,10 +9,10 @@ For one utterance with T' encoder frames:
 * its CTC log-likelihood is compared with those of the free alternatives, the CTC greedy transcript and
   the empty transcript: ``confidence = exp((phrase - best of the three) / S)``, with S the frames where
   the model hears speech (blank probability below 1/2). It is the per-speech-frame likelihood ratio of the
-  phrase against what the model would rather say, in (0, 1]; 1 when no free alternative beats it. CTC
-  alone judges, because the attention decoder is also a language model of the training texts and favours
-  in-set phrases on any audio (with the joint score 40 % of out-of-grammar dev sentences scored 1.0,
-  with CTC 7 %).
+  phrase against what the model would rather say, in (0, 1]; 1 when no free alternative beats it. The
+  margin is CTC's, because the attention decoder of a model trained on its commands alone is also a language
+  model of them and favours in-set phrases on any audio (with the joint score 40 % of out-of-grammar dev
+  sentences scored 1.0, with CTC 7 %).
 
 A model trained on near misses (:mod:`ceasr.commands.negatives`) has learned to write a word it does not know as
 the filler word, and its decoder then gives a near miss's one wrong word a low probability where CTC still hears
