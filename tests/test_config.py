@@ -57,8 +57,9 @@ def test_bilingual_demo_is_the_english_recipe_with_its_own_tokenizer_decoder_epo
     differs = {(s, f) for s in en for f in en[s] if en[s][f] != zh[s][f]}
     assert differs == {("tokenizer", "kind"), ("model", "decoder_layers"), ("model", "decoder_positions"),
                        ("train", "max_epochs"), ("train", "lr"), ("feat_augment", "reverb_prob"),
-                       ("feat_augment", "noise_prob")}
+                       ("feat_augment", "noise_prob"), ("feat_augment", "warp")}
     assert zh["feat_augment"]["reverb_prob"] == zh["feat_augment"]["noise_prob"] == 0.0
+    assert (en["feat_augment"]["warp"], zh["feat_augment"]["warp"]) == ([0.85, 1.3], [0.85, 1.2])
     assert zh["tokenizer"]["kind"] == "bilingual"
     assert (zh["model"]["decoder_layers"], zh["model"]["decoder_positions"]) == (2, True)
 
