@@ -200,7 +200,6 @@ class CommandRecognizer(CommandRecognizerBase):
         return CommandResult(self.commands.commands[index], confidence >= self.cfg.threshold, confidence, best,
                              ctc[0], top, self.recognizer.tokenizer.decode(list(greedy)), active)
 
-
     def phrase_attention(self, joint: float, ctc: float, memory: torch.Tensor, padded: torch.Tensor,
                          lens: torch.Tensor) -> float:
         """log p_att of the chosen phrase (``padded`` (1, L), ``lens`` (1,)) and eos: out of its ``joint`` score
