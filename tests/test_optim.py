@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from ceasr.config import TrainConfig
 from ceasr.errors import ConfigError
-from ceasr.train.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler
+from ceasr.train.optim import OPTIMIZERS, SCHEDULERS, build_optimizer, build_scheduler, fusable, param_groups
 
 A = torch.tensor([1.0, 3.0, 0.5], dtype=torch.float64)  # curvatures of f(x) = 0.5 * sum(A * x**2)
 X0 = torch.tensor([1.0, -2.0, 4.0], dtype=torch.float64)
@@ -92,6 +93,35 @@ def test_decay_groups_hold_exactly_matrices():
         [model.lin.bias, model.norm.weight, model.norm.bias, model.conv.bias]
     )
     assert decay["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adamw"])
+def test_fused_update_equals_torch_per_parameter_loop(name):
+    """The fused kernels ceasr picks on CPU step a multi-tensor model as torch's per-parameter loop does."""
+    cfg = TrainConfig(optimizer=name, lr=0.01, momentum=MU, betas=(B1, B2), weight_decay=0.1)
+    fused_model = Tiny()
+    loop_model = Tiny()
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model, cfg)
+    assert fused.defaults["fused"] is True
+    kinds = inspect.signature(type(fused)).parameters
+    options = {k: v for k, v in fused.defaults.items() if k in kinds} | {"fused": None, "foreach": False}
+    loop = type(fused)(param_groups(loop_model, cfg.weight_decay), **options)
+    x = torch.randn(2, 4, 3)
+    for _ in range(3):
+        for model, opt in ((fused_model, fused), (loop_model, loop)):
+            opt.zero_grad()
+            model.conv(model.norm(model.lin(x)).transpose(1, 2)).square().mean().backward()
+            opt.step()
+    for a, b in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_not_fusable_without_float_parameters():
+    assert fusable([{"params": [torch.nn.Parameter(torch.zeros(2))]}]) is True
+    assert fusable([{"params": [torch.zeros(2, dtype=torch.int64)]}]) is None
+    assert fusable([{"params": []}]) is None
+    assert build_optimizer(Tiny(), TrainConfig(optimizer="rmsprop")).defaults.get("fused") is None
 
 
 def test_sgd_decays_matrix_not_bias():
