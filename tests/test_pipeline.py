@@ -60,6 +60,16 @@ def test_evaluate_counts_every_reference_word(trained):
     assert {t[0] for t in table} == {u.speaker for u in rows} and sum(int(t[-1]) for t in table) == n
 
 
+def test_evaluate_with_no_readable_audio_is_an_error_not_a_wer(trained, tmp_path):
+    rows = (trained / "data/test.jsonl").read_text().splitlines()[:3]
+    manifest = tmp_path / "elsewhere.jsonl"  # audio paths are relative to the manifest: none of them exists here
+    manifest.write_text("\n".join(rows) + "\n")
+    r = ceasr_cli("evaluate", "--model", trained / "exp/model", "--manifest", manifest, check=False)
+    assert r.returncode != 0 and "WER=" not in r.stdout
+    assert r.stderr.count("skipped:") == 3 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].endswith("elsewhere.jsonl: no utterance could be evaluated (3 skipped)")
+
+
 def test_transcribe_reports_bad_files_and_goes_on(trained, tmp_path):
     rows, _ = read_manifest(trained / "data/test.jsonl")
     bad = tmp_path / "broken.wav"

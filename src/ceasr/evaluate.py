@@ -107,10 +107,8 @@ class EvalReport:
         """The report (with ``by_speaker``, the WER of each speaker first); its last line is ``WER=... S=.. D=..
         I=.. N=..`` like every ceasr evaluation, or ``MER=... S=.. D=.. I=.. N=..`` when the references hold
         Chinese."""
-        head = (
-            f"utterances={self.utterances} skipped={self.skipped} "
-            f"audio={self.audio_seconds:.1f}s rtf={self.rtf:.4f}"
-        )
+        rtf = f"{self.rtf:.4f}" if self.audio_seconds > 0 else "n/a"
+        head = f"utterances={self.utterances} skipped={self.skipped} audio={self.audio_seconds:.1f}s rtf={rtf}"
         where = f"\nper-utterance results: {self.results_path}" if self.results_path else ""
         lm_lines = []
         if self.without_lm is not None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ceasr.cli.common import add_decode_flags, add_speed_flags, decode_overrides, model_labels, split_list
-from ceasr.errors import ConfigError
+from ceasr.errors import CeasrError, ConfigError
 
 
 def _cmd_synth(args) -> None:
@@ -60,6 +60,8 @@ def _cmd_evaluate(args) -> None:
         # Beside the model directory, never inside it: a model directory holds the model and nothing else.
         out = args.out or Path(model).resolve().parent / f"results-{Path(args.manifest).stem}.jsonl"
         report = evaluate_manifest(recognizer, args.manifest, out=out)
+        if report.utterances == 0:  # a WER of 0 over nothing would read as a perfect model
+            raise CeasrError(f"{args.manifest}: no utterance could be evaluated ({report.skipped} skipped)")
         lines = report.summary_lines(by_speaker=args.by_speaker)
         print(f"{model}:\n{lines}" if len(args.model) > 1 else lines)
 
