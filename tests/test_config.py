@@ -64,6 +64,16 @@ def test_bilingual_demo_is_the_english_recipe_with_its_own_tokenizer_decoder_epo
     assert (zh["model"]["decoder_layers"], zh["model"]["decoder_positions"]) == (2, True)
 
 
+def test_commands_recipe_is_the_demo_without_budget_and_with_warps_to_1_2():
+    from ceasr.demo import demo_config_path
+
+    en = to_dict(load_config(demo_config_path("en")))
+    cmd = to_dict(load_config(demo_config_path("en").with_name("commands.yaml")))
+    differs = {(s, f) for s in en for f in en[s] if en[s][f] != cmd[s][f]}
+    assert differs == {("train", "max_minutes"), ("feat_augment", "warp")}
+    assert (cmd["train"]["max_minutes"], cmd["feat_augment"]["warp"]) == (0.0, [0.85, 1.2])
+
+
 @pytest.mark.parametrize(
     "override, words",
     [
