@@ -50,14 +50,19 @@ def test_base_cycle_and_missing_base_are_config_errors(tmp_path):
         load_config(tmp_path / "c.yaml")
 
 
+def differing_fields(a: dict, b: dict) -> set[tuple[str, str]]:
+    """``(section, field)`` of every field two config dicts (``to_dict``) set differently."""
+    return {(s, f) for s in a for f in a[s] if a[s][f] != b[s][f]}
+
+
 def test_bilingual_demo_is_the_english_recipe_with_its_own_tokenizer_decoder_epochs_lr_and_augmentation():
     from ceasr.demo import demo_config_path
 
     en, zh = to_dict(load_config(demo_config_path("en"))), to_dict(load_config(demo_config_path("zh-en")))
-    differs = {(s, f) for s in en for f in en[s] if en[s][f] != zh[s][f]}
-    assert differs == {("tokenizer", "kind"), ("model", "decoder_layers"), ("model", "decoder_positions"),
-                       ("train", "max_epochs"), ("train", "lr"), ("feat_augment", "reverb_prob"),
-                       ("feat_augment", "noise_prob"), ("feat_augment", "warp")}
+    assert differing_fields(en, zh) == {
+        ("tokenizer", "kind"), ("model", "decoder_layers"), ("model", "decoder_positions"), ("train", "max_epochs"),
+        ("train", "lr"), ("feat_augment", "reverb_prob"), ("feat_augment", "noise_prob"), ("feat_augment", "warp"),
+    }
     assert zh["feat_augment"]["reverb_prob"] == zh["feat_augment"]["noise_prob"] == 0.0
     assert (en["feat_augment"]["warp"], zh["feat_augment"]["warp"]) == ([0.85, 1.3], [0.85, 1.2])
     assert zh["tokenizer"]["kind"] == "bilingual"
@@ -69,8 +74,7 @@ def test_commands_recipe_is_the_demo_without_budget_and_with_warps_to_1_2():
 
     en = to_dict(load_config(demo_config_path("en")))
     cmd = to_dict(load_config(demo_config_path("en").with_name("commands.yaml")))
-    differs = {(s, f) for s in en for f in en[s] if en[s][f] != cmd[s][f]}
-    assert differs == {("train", "max_minutes"), ("feat_augment", "warp")}
+    assert differing_fields(en, cmd) == {("train", "max_minutes"), ("feat_augment", "warp")}
     assert (cmd["train"]["max_minutes"], cmd["feat_augment"]["warp"]) == (0.0, [0.85, 1.2])
 
 
