@@ -296,3 +296,23 @@ def test_bf16_training_goes_through_the_loop(tmp_path):
     diffs = [(got["bf16"][k] - got["fp32"][k]).abs().max().item() for k in got["fp32"]]
     assert all(w.dtype == torch.float32 for w in got["bf16"].values())
     assert 0 < max(diffs) < 1e-2  # Adam's first steps move each weight by ~lr = 1e-3
+
+
+def test_bpe_dropout_targets_resume_exactly_and_change_training(tmp_path):
+    """train.bpe_dropout draws each batch's targets from a generator of the step's own: a resumed run ends with
+    the weights of a straight one, and the draws do change what is trained (weights differ from p = 0)."""
+    from ceasr.config import TokenizerConfig
+
+    rows = make_corpus(tmp_path / "wav", 8)
+
+    def cfg(max_steps, p):
+        base = tiny_config(max_steps=max_steps, bpe_dropout=p)
+        return dataclasses.replace(base, tokenizer=TokenizerConfig(kind="bpe", vocab_size=40))
+
+    train(cfg(4, 0.5), rows, rows[:2], tmp_path / "a", progress=False)
+    train(cfg(2, 0.5), rows, rows[:2], tmp_path / "b", progress=False)
+    train(cfg(4, 0.5), rows, rows[:2], tmp_path / "b", resume=True, progress=False)
+    assert_same_weights(tmp_path / "b/checkpoints/step-00000004", tmp_path / "a/checkpoints/step-00000004")
+    train(cfg(4, 0.0), rows, rows[:2], tmp_path / "c", progress=False)
+    with_dropout, without = (weights(tmp_path / f"{d}/checkpoints/step-00000004") for d in "ac")
+    assert not torch.equal(with_dropout["ctc.weight"], without["ctc.weight"])

@@ -99,6 +99,9 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 10
     spec_augment: bool = True
+    # BPE-dropout (ceasr.text.bpe_dropout): each training target segmented at random, every merge candidate
+    # dropped with this probability, so the model also learns the short pieces that spell unheard words. 0: off
+    bpe_dropout: float = 0.0
     precision: str = "fp32"  # fp32 | bf16 (autocast matmuls and convolutions; weights stay fp32) | auto: bf16
     # where the hardware has it natively (AVX512-BF16/AMX CPUs, recent GPUs), else fp32
 

@@ -8,7 +8,7 @@ hence ``norm = global count / world size``).
 
 Exact resume: checkpoints are written between steps and hold the sampler position, the RNG states, the
 optimizer and scheduler. Each step reseeds the global RNG (dropout) from ``(seed, step, rank)`` and
-SpecAugment draws from a generator seeded by ``(seed, step, rank, batch)``, so what a step draws depends on
+SpecAugment (and BPE-dropout) draw from generators seeded by ``(seed, step, rank, batch)``, so what a step draws depends on
 nothing but its number, on every rank.
 """
 
@@ -31,6 +31,7 @@ from ceasr.data.feat_augment import FeatAugment
 from ceasr.data.manifest import Utterance
 from ceasr.data.sampler import DurationBucketSampler
 from ceasr.errors import CeasrError
+from ceasr.text.bpe_dropout import TargetSampler
 from ceasr.train import checkpoint as ckpt
 from ceasr.train import distributed
 from ceasr.train.feed import batches, groups
@@ -41,6 +42,7 @@ from ceasr.train.saving import Progress, export, path_of, resume, save
 from ceasr.train.validate import evaluate_dev
 
 STAT_NAMES = ("loss", "ctc", "att", "att_acc")
+TARGETS_KEY = 2  # the last part of the seed key of a batch's BPE-dropout draw (the augmentations' key has none)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Run:
     dev_set: AsrDataset | None  # rank 0 only
     spec: torch.nn.Module | None
     feat_aug: FeatAugment | None  # feat_augment.enabled: warp, noise, gain on the batch's log-mels
+    targets: TargetSampler | None  # train.bpe_dropout > 0: each batch's targets segmented at random
     state: Progress
     total_steps: int
     skipped: int
@@ -187,6 +190,7 @@ def build_run(
     spec = SpecAugment() if tc.spec_augment else None
     min_frames = getattr(getattr(model, "embed", None), "min_frames", 1)
     feat_aug = FeatAugment(cfg.feat_augment, cfg.features, tc.seed, min_frames) if cfg.feat_augment.enabled else None
+    targets = TargetSampler(tokenizer, tc.bpe_dropout) if tc.bpe_dropout > 0 else None
     augmented = None
     if cfg.augment.enabled:
         from ceasr.data.augment import Augmenter
@@ -195,7 +199,7 @@ def build_run(
         augmented = AugmentedDataset(train_set, augmenter, seed=tc.seed, min_frames=min_frames)
     return Run(
         cfg, out_dir, d, tokenizer, model, net, optimizer, scheduler, sampler, train_set, augmented, dev_set,
-        spec, feat_aug, state, total_steps, skipped,
+        spec, feat_aug, targets, state, total_steps, skipped,
     )
 
 
@@ -313,8 +317,12 @@ def train_step(run: Run, group: list[Batch], step: int) -> dict | None:
 
 def _forward(run: Run, batch: Batch, step: int, index: int, norm: float):
     """Loss and stats of one batch, with feature augmentation and SpecAugment drawn from a generator seeded by
-    (seed, step, index, rank)."""
+    (seed, step, index, rank), and BPE-dropout targets from one of their own."""
     feats, lens = batch.feats, batch.feat_lens
+    ys, ys_lens = batch.ys, batch.ys_lens
+    if run.targets is not None:
+        key = (run.cfg.train.seed, step, run.d.rank, index + 1, TARGETS_KEY)
+        ys, ys_lens = run.targets.batch(batch.texts, torch.Generator().manual_seed(_seed_of(*key)))
     generator = torch.Generator().manual_seed(_seed_of(run.cfg.train.seed, step, run.d.rank, index + 1))
     if run.feat_aug is not None:
         feats, lens = run.feat_aug.tempo(feats, lens, generator=generator)
@@ -325,7 +333,7 @@ def _forward(run: Run, batch: Batch, step: int, index: int, norm: float):
         shift = run.model.normalize.shift(feats, lens)
         feats = run.spec(feats - shift, lens, generator=generator) + shift
     with autocast(run.cfg.train.precision, run.d.device):
-        return run.net(feats, lens, batch.ys, batch.ys_lens, norm=norm)
+        return run.net(feats, lens, ys, ys_lens, norm=norm)
 
 
 def _seed_of(*key: int) -> int:
