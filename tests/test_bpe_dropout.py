@@ -120,3 +120,5 @@ def test_train_config_rejects_p_outside_0_1():
     check_train_config(ExperimentConfig(train=TrainConfig(bpe_dropout=0.1)))
     with pytest.raises(ConfigError, match=r"train.bpe_dropout: must be in \[0, 1\], got -0.1"):
         check_train_config(ExperimentConfig(train=TrainConfig(bpe_dropout=-0.1)))
+    with pytest.raises(ConfigError, match="needs a bpe or bilingual tokenizer, got tokenizer.kind=char"):
+        check_train_config(ExperimentConfig(tokenizer=TokenizerConfig(kind="char"), train=TrainConfig(bpe_dropout=0.1)))

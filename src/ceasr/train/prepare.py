@@ -132,5 +132,7 @@ def check_train_config(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"train.max_minutes: must be 0 (no budget) or positive, got {tc.max_minutes}")
     if not 0.0 <= tc.bpe_dropout <= 1.0:
         raise ConfigError(f"train.bpe_dropout: must be in [0, 1], got {tc.bpe_dropout}")
+    if tc.bpe_dropout > 0 and cfg.tokenizer.kind == "char":
+        raise ConfigError("train.bpe_dropout needs a bpe or bilingual tokenizer, got tokenizer.kind=char")
     if tc.batch_seconds <= 0:
         raise ConfigError(f"train.batch_seconds: must be positive, got {tc.batch_seconds}")
