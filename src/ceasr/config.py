@@ -99,6 +99,8 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 10
     spec_augment: bool = True
+    spec_freq_width: int = 15  # SpecAugment: 2 frequency masks of up to this many mel bins each
+    spec_time_ratio: float = 0.05  # and 2 time masks of up to this fraction of the utterance (at most 40 frames)
     # BPE-dropout (ceasr.text.bpe_dropout): each training target segmented at random, every merge candidate
     # dropped with this probability, so the model also learns the short pieces that spell unheard words. 0: off
     bpe_dropout: float = 0.0

@@ -187,7 +187,7 @@ def build_run(
         # A loss term switched off by ctc_weight leaves its head without gradients.
         unused = cfg.model.ctc_weight in (0.0, 1.0)
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused)
-    spec = SpecAugment() if tc.spec_augment else None
+    spec = SpecAugment(freq_width=tc.spec_freq_width, time_width_ratio=tc.spec_time_ratio) if tc.spec_augment else None
     min_frames = getattr(getattr(model, "embed", None), "min_frames", 1)
     feat_aug = FeatAugment(cfg.feat_augment, cfg.features, tc.seed, min_frames) if cfg.feat_augment.enabled else None
     targets = TargetSampler(tokenizer, tc.bpe_dropout) if tc.bpe_dropout > 0 else None
