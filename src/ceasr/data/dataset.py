@@ -58,17 +58,24 @@ class Item:
     id: str
 
 
+def pad_targets(seqs: list[list[int]]) -> tuple[Tensor, Tensor]:
+    """Token id sequences -> (B, L) ids padded with -1 (IGNORE_ID) and their (B,) lengths."""
+    lens = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
+    ys = torch.full((len(seqs), int(lens.max()) if seqs else 0), IGNORE_ID, dtype=torch.int64)
+    for b, s in enumerate(seqs):
+        ys[b, : len(s)] = torch.as_tensor(s, dtype=torch.int64)
+    return ys, lens
+
+
 def collate(items: list[Item | None]) -> Batch:
     """Pad items into a :class:`Batch`; ``None`` items (unreadable audio) are dropped, so it may be empty."""
     items = [it for it in items if it is not None]
     n_mels = items[0].feats.shape[1] if items else 0
     feat_lens = torch.tensor([it.feats.shape[0] for it in items], dtype=torch.int64)
-    ys_lens = torch.tensor([len(it.tokens) for it in items], dtype=torch.int64)
     feats = torch.zeros(len(items), int(feat_lens.max()) if items else 0, n_mels)  # (B, T, F)
-    ys = torch.full((len(items), int(ys_lens.max()) if items else 0), IGNORE_ID, dtype=torch.int64)  # (B, L)
     for b, it in enumerate(items):
         feats[b, : it.feats.shape[0]] = it.feats
-        ys[b, : len(it.tokens)] = torch.as_tensor(it.tokens, dtype=torch.int64)
+    ys, ys_lens = pad_targets([it.tokens for it in items])
     return Batch(feats, feat_lens, ys, ys_lens, [it.id for it in items], [it.text for it in items])
 
 

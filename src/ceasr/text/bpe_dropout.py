@@ -17,6 +17,7 @@ import random
 
 import torch
 
+from ceasr.data.dataset import pad_targets
 from ceasr.errors import ConfigError
 from ceasr.text.script import ZH, runs
 from ceasr.text.tokenizer import SPECIALS, UNK_ID, WORD_START, BilingualTokenizer, BpeTokenizer
@@ -86,9 +87,4 @@ class TargetSampler:
     def batch(self, texts: list[str], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, L) target ids padded with -1 and their (B,) lengths, drawn from ``generator``."""
         rng = random.Random(int(torch.randint(2**62, (1,), generator=generator)))
-        seqs = [self.encode(t, rng) for t in texts]
-        lens = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
-        ys = torch.full((len(seqs), int(lens.max()) if seqs else 0), -1, dtype=torch.int64)
-        for b, s in enumerate(seqs):
-            ys[b, : len(s)] = torch.as_tensor(s, dtype=torch.int64)
-        return ys, lens
+        return pad_targets([self.encode(t, rng) for t in texts])
