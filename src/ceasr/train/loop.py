@@ -7,8 +7,8 @@ global batch whatever the accumulation and the number of processes (DDP averages
 hence ``norm = global count / world size``).
 
 Exact resume: checkpoints are written between steps and hold the sampler position, the RNG states, the
-optimizer and scheduler. Each step reseeds the global RNG (dropout) from ``(seed, step, rank)`` and
-SpecAugment (and BPE-dropout) draw from generators seeded by ``(seed, step, rank, batch)``, so what a step draws depends on
+optimizer and scheduler. Each step reseeds the global RNG (dropout) from ``(seed, step, rank)``, and SpecAugment
+and BPE-dropout draw from generators seeded by ``(seed, step, rank, batch)``, so what a step draws depends on
 nothing but its number, on every rank.
 """
 
